@@ -1,0 +1,416 @@
+/**
+ * The one table of Berth's configuration: every key, its type and its default, as a tree of
+ * nodes. The loader (load.ts) walks this tree for YAML, environment variables and overrides alike,
+ * so a key added here is at once a YAML key, a `BERTH_*` variable, type-checked and defaulted.
+ *
+ * A compile-time check at the bottom proves the tree produces exactly `BerthConfig` from
+ * types.ts; if the two drift apart, `tsc` fails here rather than a pull failing in production.
+ */
+import { parse as parseYaml } from 'yaml';
+import { ConfigError, describeValue } from './errors.js';
+import { DURATION_EXPECTED, SIZE_EXPECTED, parseDuration, parseSize } from './units.js';
+import type { BerthConfig } from './types.js';
+
+/** What a derived default may look at: the object it sits in and the whole (layered) config. */
+export interface DeriveContext {
+  readonly siblings: Readonly<Record<string, unknown>>;
+  readonly root: Readonly<Record<string, unknown>>;
+}
+
+/** A scalar-like value: parsed from a YAML value, or from an environment variable's text. */
+export interface LeafNode<T> {
+  readonly kind: 'leaf';
+  /** Used in `expected <this>, got …` messages. */
+  readonly expected: string;
+  /** The default; `undefined` when the key is required or derived. */
+  readonly defaultValue: T | undefined;
+  /**
+   * A default computed from other keys once every layer is applied (so an environment variable
+   * that changes `prewarm.schedule` also moves every image that did not name its own).
+   */
+  readonly derive: ((ctx: DeriveContext) => T) | undefined;
+  fromValue(value: unknown, key: string): T;
+  fromText(text: string, key: string): T;
+}
+
+/** A string-to-string mapping with free keys (response headers). */
+export interface MapNode {
+  readonly kind: 'map';
+  readonly expected: string;
+  readonly value: LeafNode<string>;
+}
+
+export interface ObjectNode<F extends Fields = Fields> {
+  readonly kind: 'object';
+  readonly expected: string;
+  readonly fields: F;
+  /** A bare string in place of the object means `{ [shorthand]: string }` (prewarm images). */
+  readonly shorthand: string | undefined;
+  /** The field that names an item in a list, so `BERTH_UPSTREAMS_GHCR_IO_PASSWORD` can find it. */
+  readonly identity: string | undefined;
+}
+
+export interface ListNode<I extends ObjectNode = ObjectNode> {
+  readonly kind: 'list';
+  readonly expected: string;
+  readonly item: I;
+  /** Raw (YAML-shaped) items; run through `item` like any file's items, so they get its defaults. */
+  readonly defaultItems: readonly unknown[];
+}
+
+export type SchemaNode = LeafNode<unknown> | MapNode | ObjectNode | ListNode;
+export interface Fields {
+  readonly [key: string]: SchemaNode;
+}
+
+/** The TypeScript type a node produces once loaded. */
+export type Infer<N> =
+  N extends LeafNode<infer T>
+    ? T
+    : N extends MapNode
+      ? Record<string, string>
+      : N extends ListNode<infer I>
+        ? Array<Infer<I>>
+        : N extends ObjectNode<infer F>
+          ? { -readonly [K in keyof F]: Infer<F[K]> }
+          : never;
+
+// ---------------------------------------------------------------------------------------------
+// Leaf builders. Each knows its YAML form and its environment-variable (text) form.
+
+interface LeafSpec<T> {
+  expected: string;
+  defaultValue?: T;
+  derive?: (ctx: DeriveContext) => T;
+  fromValue: (value: unknown, key: string) => T;
+  fromText: (text: string, key: string) => T;
+}
+
+function leaf<T>(spec: LeafSpec<T>): LeafNode<T> {
+  return {
+    kind: 'leaf',
+    expected: spec.expected,
+    defaultValue: spec.defaultValue,
+    derive: spec.derive,
+    fromValue: spec.fromValue,
+    fromText: spec.fromText,
+  };
+}
+
+/** Text. A key with neither default nor derive is required (an upstream's name and url). */
+function text(defaultValue: string | undefined, derive?: (ctx: DeriveContext) => string): LeafNode<string> {
+  const expected = 'a non-empty string';
+  return leaf<string>({
+    expected,
+    ...(defaultValue === undefined ? {} : { defaultValue }),
+    ...(derive === undefined ? {} : { derive }),
+    fromValue: (v, key) => {
+      if (typeof v !== 'string' || v === '') throw ConfigError.expected(key, expected, v);
+      return v;
+    },
+    fromText: (t, key) => {
+      if (t === '') throw ConfigError.expected(key, expected, t);
+      return t;
+    },
+  });
+}
+
+const required = (): LeafNode<string> => text(undefined);
+
+/** Text or null; an empty environment variable means null, as `FOO=` in a compose file intends. */
+function nullableText(): LeafNode<string | null> {
+  const expected = 'a string or null';
+  return leaf<string | null>({
+    expected,
+    defaultValue: null,
+    fromValue: (v, key) => {
+      if (v === null) return null;
+      if (typeof v !== 'string') throw ConfigError.expected(key, expected, v);
+      return v === '' ? null : v;
+    },
+    fromText: (t) => (t === '' ? null : t),
+  });
+}
+
+function integer(defaultValue: number, min: number, max = Number.MAX_SAFE_INTEGER): LeafNode<number> {
+  const expected = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+  const check = (v: unknown, key: string): number => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      throw ConfigError.expected(key, expected, v);
+    }
+    return v;
+  };
+  return leaf<number>({
+    expected,
+    defaultValue,
+    fromValue: check,
+    fromText: (t, key) => check(/^-?\d+$/.test(t.trim()) ? Number(t.trim()) : t, key),
+  });
+}
+
+/** A fraction in [0, 1]; the strict ordering of watermarks is a cross-key check in load.ts. */
+function fraction(defaultValue: number): LeafNode<number> {
+  const expected = 'a number from 0 to 1';
+  const check = (v: unknown, key: string): number => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1) throw ConfigError.expected(key, expected, v);
+    return v;
+  };
+  return leaf<number>({
+    expected,
+    defaultValue,
+    fromValue: check,
+    fromText: (t, key) => check(/^\d+(?:\.\d+)?$/.test(t.trim()) ? Number(t.trim()) : t, key),
+  });
+}
+
+function boolean(defaultValue: boolean | undefined, derive?: (ctx: DeriveContext) => boolean): LeafNode<boolean> {
+  const expected = 'true or false';
+  return leaf<boolean>({
+    expected,
+    ...(defaultValue === undefined ? {} : { defaultValue }),
+    ...(derive === undefined ? {} : { derive }),
+    // YAML 1.2 already turns `true`/`false` into booleans; `yes` stays a string there on purpose.
+    fromValue: (v, key) => {
+      if (typeof v !== 'boolean') throw ConfigError.expected(key, expected, v);
+      return v;
+    },
+    // Environment text is looser because compose files and Helm charts are: 1/0, yes/no, on/off.
+    fromText: (t, key) => {
+      const s = t.trim().toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(s)) return true;
+      if (['false', '0', 'no', 'off'].includes(s)) return false;
+      throw ConfigError.expected(key, expected, t);
+    },
+  });
+}
+
+function duration(defaultText: string): LeafNode<number> {
+  return leaf<number>({
+    expected: DURATION_EXPECTED,
+    defaultValue: parseDuration(defaultText, 'schema'),
+    fromValue: (v, key) => {
+      if (typeof v !== 'string' && typeof v !== 'number') throw ConfigError.expected(key, DURATION_EXPECTED, v);
+      return parseDuration(v, key);
+    },
+    fromText: (t, key) => parseDuration(t, key),
+  });
+}
+
+function nullableSize(): LeafNode<number | null> {
+  const expected = `${SIZE_EXPECTED} or null`;
+  return leaf<number | null>({
+    expected,
+    defaultValue: null,
+    fromValue: (v, key) => {
+      if (v === null) return null;
+      if (typeof v !== 'string' && typeof v !== 'number') throw ConfigError.expected(key, expected, v);
+      return parseSize(v, key);
+    },
+    fromText: (t, key) => (t.trim() === '' ? null : parseSize(t, key)),
+  });
+}
+
+function oneOf<const V extends readonly string[]>(values: V, defaultValue: V[number]): LeafNode<V[number]> {
+  const expected = `one of ${values.join(', ')}`;
+  const check = (v: unknown, key: string): V[number] => {
+    const hit = values.find((allowed) => allowed === v);
+    if (hit === undefined) throw ConfigError.expected(key, expected, v);
+    return hit;
+  };
+  // Environment text is matched case-insensitively (`BERTH_LOG_LEVEL=DEBUG`); every value is lower case.
+  return leaf<V[number]>({ expected, defaultValue, fromValue: check, fromText: (t, key) => check(t.trim().toLowerCase(), key) });
+}
+
+/**
+ * A list of strings. In the environment: comma-separated (`10.0.0.0/8,192.168.0.0/16`), or a
+ * YAML flow list (`[a, b]`) when an item itself contains a comma.
+ */
+function textList(defaultValue: string[] | undefined): LeafNode<string[]> {
+  const expected = 'a list of strings';
+  const fromValue = (v: unknown, key: string): string[] => {
+    if (!Array.isArray(v)) throw ConfigError.expected(key, expected, v);
+    return v.map((item: unknown, i) => {
+      if (typeof item !== 'string' || item === '') throw ConfigError.expected(`${key}[${i}]`, 'a non-empty string', item);
+      return item;
+    });
+  };
+  return leaf<string[]>({
+    expected,
+    ...(defaultValue === undefined ? {} : { defaultValue }),
+    fromValue,
+    fromText: (t, key) => (t.trim().startsWith('[') ? fromValue(yamlText(t, key), key) : splitList(t)),
+  });
+}
+
+/**
+ * A response-header value. Distribution writes headers as lists (`X-Content-Type-Options:
+ * [nosniff]`), and a header with several values is one comma-joined line on the wire.
+ */
+function headerValue(): LeafNode<string> {
+  const expected = 'a string or a list of strings';
+  const scalar = (v: unknown, key: string): string => {
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return String(v);
+    throw ConfigError.expected(key, expected, v);
+  };
+  const fromValue = (v: unknown, key: string): string =>
+    Array.isArray(v) ? v.map((item: unknown, i) => scalar(item, `${key}[${i}]`)).join(', ') : scalar(v, key);
+  return leaf<string>({
+    expected,
+    fromValue,
+    // Only a leading `[` is read as YAML: a plain value such as `max-age=0; includeSubDomains`
+    // or `#fff` must arrive verbatim, not be reinterpreted as YAML syntax.
+    fromText: (t, key) => (t.trim().startsWith('[') ? fromValue(yamlText(t, key), key) : t),
+  });
+}
+
+export function splitList(t: string): string[] {
+  return t
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+/** Parse an environment variable's text as a YAML flow value (`[a, b]`, `{k: v}`). */
+export function yamlText(t: string, key: string): unknown {
+  try {
+    return parseYaml(t) as unknown;
+  } catch (err) {
+    const reason = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
+    throw new ConfigError(key, `cannot read ${describeValue(t)} as YAML: ${reason}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Container builders.
+
+function object<const F extends Fields>(fields: F, opts: { shorthand?: string; identity?: string } = {}): ObjectNode<F> {
+  return { kind: 'object', expected: 'a mapping', fields, shorthand: opts.shorthand, identity: opts.identity };
+}
+
+function list<I extends ObjectNode>(item: I, defaultItems: readonly unknown[] = []): ListNode<I> {
+  return { kind: 'list', expected: 'a list', item, defaultItems };
+}
+
+function headerMap(): MapNode {
+  return { kind: 'map', expected: 'a mapping of header names to values', value: headerValue() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schema. Defaults here are the only defaults in Berth.
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const POLICY_ACTIONS = ['pull', 'delete', 'admin', '*'] as const;
+
+export const upstreamSchema = object(
+  {
+    name: required(),
+    url: required(),
+    aliases: textList([]),
+    username: nullableText(),
+    password: nullableText(),
+    tagTtl: duration('10m'),
+    staleWhileRevalidate: duration('0s'),
+    maxFails: integer(5, 1),
+    failTimeout: duration('30s'),
+    maxConnections: integer(64, 1),
+    notFoundTtl: duration('0s'),
+    connectTimeout: duration('10s'),
+    headersTimeout: duration('30s'),
+    bodyTimeout: duration('60s'),
+    // Only Docker Hub files one-component names under `library/`; other registries do not.
+    libraryPrefix: boolean(undefined, ({ siblings }) => siblings['name'] === 'docker.io'),
+  },
+  { identity: 'name' },
+);
+
+export const prewarmImageSchema = object(
+  {
+    ref: required(),
+    platforms: textList([]),
+    tags: nullableText(),
+    // An image without its own schedule follows prewarm.schedule, read after every layer.
+    schedule: text(undefined, ({ root }) => prewarmSchedule(root)),
+  },
+  { shorthand: 'ref' },
+);
+
+export const policyRuleSchema = object({
+  subjects: textList(undefined),
+  actions: textList(undefined),
+  repositories: textList(['*']),
+});
+
+export const BUILTIN_UPSTREAMS: readonly unknown[] = [
+  {
+    name: 'docker.io',
+    url: 'https://registry-1.docker.io',
+    aliases: ['index.docker.io', 'registry-1.docker.io'],
+    libraryPrefix: true,
+  },
+];
+
+export const berthSchema = object({
+  http: object({
+    host: text('0.0.0.0'),
+    port: integer(5000, 0, 65535),
+    publicUrl: nullableText(),
+    cors: object({ origins: textList([]) }),
+    trustedProxies: textList([]),
+    headers: headerMap(),
+  }),
+  storage: object({
+    driver: oneOf(['filesystem'], 'filesystem'),
+    root: text('./data'),
+    maxSize: nullableSize(),
+    highWatermark: fraction(0.95),
+    lowWatermark: fraction(0.85),
+    deleteEnabled: boolean(false),
+    gcInterval: duration('1h'),
+  }),
+  // A list in the file replaces this built-in list; it is not merged item by item.
+  upstreams: list(upstreamSchema, BUILTIN_UPSTREAMS),
+  defaultUpstream: text('docker.io'),
+  auth: object({
+    mode: oneOf(['none', 'token'], 'none'),
+    token: object({
+      realm: nullableText(),
+      service: nullableText(),
+      issuer: nullableText(),
+      rootCertBundle: nullableText(),
+      jwks: nullableText(),
+      jwksRefresh: duration('5m'),
+    }),
+    anonymous: object({ pull: boolean(false), networks: textList([]) }),
+    policy: list(policyRuleSchema),
+  }),
+  redis: object({ url: nullableText() }),
+  prewarm: object({
+    schedule: text('0 */6 * * *'),
+    reservePulls: integer(10, 0),
+    concurrency: integer(2, 1),
+    images: list(prewarmImageSchema),
+  }),
+  metrics: object({ enabled: boolean(true) }),
+  log: object({ level: oneOf(LOG_LEVELS, 'info') }),
+});
+
+function prewarmSchedule(root: Readonly<Record<string, unknown>>): string {
+  const prewarm = root['prewarm'];
+  const schedule = isRecord(prewarm) ? prewarm['schedule'] : undefined;
+  // Derived defaults run after every layer, when prewarm.schedule always holds a string; getting
+  // here without one means the loader's steps were reordered, which is a bug, not bad config.
+  if (typeof schedule !== 'string') throw new Error('prewarm.schedule is not resolved before prewarm.images');
+  return schedule;
+}
+
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proof that the schema and types.ts describe the same thing. Mutual assignability catches a
+// missing key, an extra key, a wrong type and a wrong nullability in either direction.
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const schemaMatchesTypes: Same<Infer<typeof berthSchema>, BerthConfig> = true;
+void schemaMatchesTypes;

@@ -1,0 +1,101 @@
+/**
+ * The parsed, validated configuration every other layer reads. Durations are milliseconds and
+ * sizes are bytes here: parsing happens once at boot (src/config/load.ts), never on a hot path.
+ * The YAML shape and the defaults live in src/config/schema.ts.
+ */
+
+export interface UpstreamConfig {
+  /** Matched against `?ns=` and a leading path component; also the cache key's first part. */
+  name: string;
+  /** Base URL of the registry API, without `/v2`. */
+  url: string;
+  aliases: string[];
+  username: string | null;
+  password: string | null;
+  /** How long a tag's last check is trusted before revalidating upstream (ms). */
+  tagTtl: number;
+  /** After tagTtl, answer from cache at once and revalidate in the background for this long (ms). 0 = off. */
+  staleWhileRevalidate: number;
+  /** Consecutive failures that open the breaker. */
+  maxFails: number;
+  /** How long an open breaker stays open before one probe is let through (ms). */
+  failTimeout: number;
+  /** Cap on concurrent connections to this upstream. */
+  maxConnections: number;
+  /** How long an upstream 404 for a manifest is remembered (ms). 0 = off. */
+  notFoundTtl: number;
+  /** Timeouts for upstream requests (ms). */
+  connectTimeout: number;
+  headersTimeout: number;
+  bodyTimeout: number;
+  /** Add `library/` to one-component names (Docker Hub's official images). Default: true for docker.io. */
+  libraryPrefix: boolean;
+}
+
+export interface PrewarmImageConfig {
+  ref: string;
+  /** `os/arch[/variant]` filters for an index; empty = all platforms. */
+  platforms: string[];
+  /** A tag pattern (glob: `3.19.*`) expanded against the upstream tag list, or null for the ref's own tag. */
+  tags: string | null;
+  /** Cron pattern; defaults to prewarm.schedule. */
+  schedule: string;
+}
+
+export interface PolicyRule {
+  /** Username globs; `anonymous` names unauthenticated clients; `*` everyone. */
+  subjects: string[];
+  /** `pull`, `delete`, `admin`, `*`. */
+  actions: string[];
+  /** Globs over `<upstream>/<repository>` (e.g. `docker.io/library/*`, `*`). */
+  repositories: string[];
+}
+
+export interface BerthConfig {
+  http: {
+    host: string;
+    port: number;
+    publicUrl: string | null;
+    cors: { origins: string[] };
+    /** CIDRs of reverse proxies whose X-Forwarded-For is believed. */
+    trustedProxies: string[];
+    /** Extra headers added to every response (Distribution's REGISTRY_HTTP_HEADERS_*). */
+    headers: Record<string, string>;
+  };
+  storage: {
+    driver: 'filesystem';
+    root: string;
+    maxSize: number | null;
+    /** Fractions of maxSize: evict when use passes high, down to low. */
+    highWatermark: number;
+    lowWatermark: number;
+    deleteEnabled: boolean;
+    /** How often garbage collection and temp-file sweeping run (ms). */
+    gcInterval: number;
+  };
+  upstreams: UpstreamConfig[];
+  defaultUpstream: string;
+  auth: {
+    mode: 'none' | 'token';
+    token: {
+      realm: string | null;
+      service: string | null;
+      issuer: string | null;
+      rootCertBundle: string | null;
+      jwks: string | null;
+      /** How often a JWKS URL is fetched again (ms). */
+      jwksRefresh: number;
+    };
+    anonymous: { pull: boolean; networks: string[] };
+    policy: PolicyRule[];
+  };
+  redis: { url: string | null };
+  prewarm: {
+    schedule: string;
+    reservePulls: number;
+    concurrency: number;
+    images: PrewarmImageConfig[];
+  };
+  metrics: { enabled: boolean };
+  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+}

@@ -1,0 +1,110 @@
+/**
+ * Builds the Fastify application (no listening: src/http/server.ts does that, and tests use
+ * `app.inject()`). Services are decorated onto the instance; routes are plugins.
+ */
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
+import { BlockList, isIP } from 'node:net';
+import type { BerthConfig } from '../config/types.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { MirrorService } from '../registry/mirror.js';
+import type { Router, Routed } from '../registry/routing.js';
+import type { AccessController } from '../auth/access.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { installHooks } from './hooks.js';
+import { v2Routes } from './routes/v2.js';
+import { healthRoutes, type ReadinessCheck } from './routes/health.js';
+import { apiRoutes } from './routes/api.js';
+import { installCors } from './cors.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: BerthConfig;
+    mirror: MirrorService;
+    router: Router;
+    access: AccessController;
+    metrics: Metrics;
+    driver: StorageDriver;
+    readiness: ReadinessCheck[];
+    /** Set when storage.deleteEnabled: purge a manifest (DELETE /v2/<name>/manifests/<ref>). */
+    manifestDelete: ((routed: Routed, reference: string, reply: FastifyReply) => Promise<unknown>) | null;
+  }
+  interface FastifyRequest {
+    routeLabel: string | undefined;
+    startedAt: bigint | undefined;
+    /** Client address; X-Forwarded-For is believed only from http.trustedProxies. */
+    clientIp: string;
+  }
+}
+
+export interface AppServices {
+  config: BerthConfig;
+  mirror: MirrorService;
+  router: Router;
+  access: AccessController;
+  metrics: Metrics;
+  driver: StorageDriver;
+  logger: Logger;
+  readiness?: ReadinessCheck[];
+}
+
+export async function buildApp(s: AppServices): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: s.logger,
+    // One access-log line per request, written by our onResponse hook (hooks.ts), not two by Fastify.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Repository names are long; routing is ours (one wildcard), so keep Fastify's limits generous.
+    routerOptions: { maxParamLength: 1024 },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  }) as unknown as FastifyInstance;
+
+  app.decorate('config', s.config);
+  app.decorate('mirror', s.mirror);
+  app.decorate('router', s.router);
+  app.decorate('access', s.access);
+  app.decorate('metrics', s.metrics);
+  app.decorate('driver', s.driver);
+  app.decorate('readiness', s.readiness ?? []);
+  app.decorate('manifestDelete', null);
+
+  const trusted = new BlockList();
+  for (const cidr of s.config.http.trustedProxies) addCidr(trusted, cidr);
+  const hasTrusted = s.config.http.trustedProxies.length > 0;
+  app.decorateRequest('clientIp', '');
+  app.addHook('onRequest', async (request) => {
+    const peer = request.socket.remoteAddress ?? '';
+    let ip = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
+    const xff = request.headers['x-forwarded-for'];
+    if (hasTrusted && xff && contains(trusted, ip)) {
+      // Walk right to left past our own proxies; the first untrusted hop is the client.
+      const hops = (Array.isArray(xff) ? xff.join(',') : xff).split(',').map((x) => x.trim()).filter(Boolean);
+      for (let i = hops.length - 1; i >= 0; i--) {
+        const hop = hops[i] ?? '';
+        ip = hop;
+        if (!contains(trusted, hop)) break;
+      }
+    }
+    request.clientIp = ip;
+  });
+
+  installHooks(app, s.config.http.headers);
+  installCors(app, s.config.http.cors.origins);
+  await app.register(v2Routes);
+  await app.register(healthRoutes);
+  await app.register(apiRoutes, { prefix: '/api/v1' });
+  return app;
+}
+
+export function addCidr(list: BlockList, cidr: string): void {
+  const [addr, bits] = cidr.split('/');
+  const family = isIP(addr ?? '') === 6 ? 'ipv6' : 'ipv4';
+  if (bits === undefined) list.addAddress(addr ?? '', family);
+  else list.addSubnet(addr ?? '', Number(bits), family);
+}
+
+export function contains(list: BlockList, ip: string): boolean {
+  const v = isIP(ip);
+  if (v === 0) return false;
+  return list.check(ip, v === 6 ? 'ipv6' : 'ipv4');
+}

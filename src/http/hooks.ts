@@ -1,0 +1,71 @@
+/**
+ * Cross-cutting HTTP behaviour: the headers every response carries, the request metrics, and
+ * the one error handler that renders every failure in the OCI envelope — never a stack trace.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isRegistryError, registryError, type RegistryError } from '../errors.js';
+
+export const API_VERSION_HEADER = 'docker-distribution-api-version';
+
+/** Headers already set on the reply (common ones, OCI-Namespace) for a hijacked response. */
+export function commonHeaders(_app: FastifyInstance, reply: FastifyReply): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(reply.getHeaders())) {
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : String(v);
+  }
+  return out;
+}
+
+export function recordRequest(app: FastifyInstance, request: FastifyRequest, status: number): void {
+  const route = request.routeLabel ?? 'other';
+  const labels = { method: request.method, route };
+  app.metrics.httpRequests.inc({ ...labels, status: String(status) });
+  const started = request.startedAt;
+  const seconds = started !== undefined ? Number(process.hrtime.bigint() - started) / 1e9 : 0;
+  if (started !== undefined) app.metrics.httpDuration.observe(labels, seconds);
+  // The access log: one line per request; headers (Authorization) are never logged.
+  request.log.info({ method: request.method, url: request.url, status, ms: Math.round(seconds * 1e4) / 10, ip: request.clientIp }, 'request');
+}
+
+export function installHooks(app: FastifyInstance, extraHeaders: Record<string, string>): void {
+  app.decorateRequest('routeLabel', undefined);
+  app.decorateRequest('startedAt', undefined);
+  app.addHook('onRequest', async (request, reply) => {
+    request.startedAt = process.hrtime.bigint();
+    reply.header(API_VERSION_HEADER, 'registry/2.0');
+    for (const [k, v] of Object.entries(extraHeaders)) reply.header(k, v);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    recordRequest(app, request, reply.statusCode);
+  });
+
+  app.setNotFoundHandler(async (request, reply) => {
+    request.routeLabel = 'other';
+    const err = registryError('NAME_UNKNOWN', `no route for ${request.method} ${request.url.split('?')[0]}`);
+    return sendError(reply, err, request);
+  });
+
+  app.setErrorHandler(async (error: FastifyError | RegistryError | Error, request, reply) => {
+    if (isRegistryError(error)) return sendError(reply, error, request);
+    const status = (error as FastifyError).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      // Fastify's own 4xx (bad content type, body too large, bad URL…): keep the status, OCI body.
+      const code = status === 401 ? 'UNAUTHORIZED' : status === 404 ? 'NAME_UNKNOWN' : status === 405 ? 'UNSUPPORTED' : 'UNSUPPORTED';
+      return reply.code(status).type('application/json').send(envelope(code, error.message));
+    }
+    request.log.error({ err: error }, 'request failed');
+    return reply.code(500).type('application/json').send(envelope('UNKNOWN', 'internal error; see the server log'));
+  });
+}
+
+function envelope(code: string, message: string, detail?: unknown): string {
+  return JSON.stringify({ errors: [{ code, message, detail: detail ?? null }] });
+}
+
+function sendError(reply: FastifyReply, err: RegistryError, request: FastifyRequest) {
+  if (err.headers) for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
+  if (err.statusCode >= 500) request.log.warn({ code: err.code, msg: err.message }, 'request failed');
+  const body = request.method === 'HEAD' ? undefined : envelope(err.code, err.message, err.detail);
+  reply.code(err.statusCode).type('application/json');
+  return body === undefined ? reply.send() : reply.send(body);
+}

@@ -1,0 +1,219 @@
+/**
+ * The OCI Distribution pull API on /v2/. One wildcard route: repository names contain '/', so the
+ * path is parsed from the right (src/registry/reference.ts), routed to an upstream
+ * (src/registry/routing.ts), authorized, and answered from MirrorService. Push and delete answer
+ * 405 UNSUPPORTED unless a feature enables them.
+ */
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { registryError } from '../../errors.js';
+import { parseAccept } from '../../registry/media.js';
+import { parseV2Path, type V2Route } from '../../registry/reference.js';
+import type { Routed } from '../../registry/routing.js';
+import type { AccessItem } from '../../auth/access.js';
+import { parseRange } from '../range.js';
+import { commonHeaders, recordRequest } from '../hooks.js';
+
+type Query = Record<string, string | string[] | undefined>;
+
+function q(query: unknown, key: string): string | undefined {
+  const v = (query as Query | undefined)?.[key];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Route label for metrics (bounded: never a repository name). */
+export function routeLabel(route: V2Route): string {
+  switch (route.kind) {
+    case 'base': return 'v2';
+    case 'catalog': return 'catalog';
+    case 'manifest': return 'manifest';
+    case 'blob': return 'blob';
+    case 'tags': return 'tags';
+    case 'upload': return 'upload';
+    case 'referrers': return 'referrers';
+    default: return 'unknown';
+  }
+}
+
+export async function v2Routes(app: FastifyInstance): Promise<void> {
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const url = request.url;
+    const qi = url.indexOf('?');
+    const pathOnly = qi >= 0 ? url.slice(0, qi) : url;
+    let rest = pathOnly.replace(/^\/v2\/?/, '');
+    try {
+      rest = decodeURIComponent(rest);
+    } catch {
+      throw registryError('NAME_INVALID', 'the path is not valid percent-encoding');
+    }
+    const route = parseV2Path(rest);
+    request.routeLabel = routeLabel(route);
+    const method = request.method;
+    const ns = q(request.query, 'ns');
+
+    if (route.kind === 'base') {
+      if (method !== 'GET' && method !== 'HEAD') throw registryError('UNSUPPORTED', `${method} /v2/`);
+      await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, []);
+      return reply.type('application/json').send('{}');
+    }
+    if (route.kind === 'catalog') {
+      if (method !== 'GET') throw registryError('UNSUPPORTED', `${method} on _catalog`);
+      await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, [
+        { type: 'registry', name: 'catalog', actions: ['*'] },
+      ]);
+      return catalog(app, request, reply);
+    }
+    if (route.kind === 'unknown') throw registryError('NAME_UNKNOWN', `no API route for ${pathOnly}`);
+
+    const routed = app.router.route(route.name, ns);
+    reply.header('oci-namespace', routed.upstream.name);
+    const access = (actions: string[]): AccessItem[] => [
+      { type: 'repository', name: routed.requested, upstream: routed.upstream.name, cacheName: routed.name, actions },
+    ];
+
+    if (route.kind === 'upload') throw registryError('UNSUPPORTED', 'this mirror is read-only: pushes go to the upstream registry');
+    if (method === 'DELETE') {
+      await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, access(['delete']));
+      if (route.kind === 'manifest' && app.manifestDelete) return app.manifestDelete(routed, route.reference, reply);
+      throw registryError('UNSUPPORTED', 'deletion is not enabled on this mirror (storage.deleteEnabled)');
+    }
+    if (method !== 'GET' && method !== 'HEAD') throw registryError('UNSUPPORTED', `${method} is not supported by this mirror`);
+    await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, access(['pull']));
+
+    switch (route.kind) {
+      case 'manifest':
+        return manifest(app, request, reply, routed, route.reference);
+      case 'blob':
+        return blob(app, request, reply, routed, route.digest);
+      case 'tags':
+        return tags(app, request, reply, routed, ns);
+      case 'referrers':
+        throw registryError('UNSUPPORTED', 'the referrers API is not served by this mirror');
+    }
+  };
+  app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2', handler });
+  app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2/*', handler });
+}
+
+async function manifest(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, routed: Routed, reference: string) {
+  const m = await app.mirror.getManifest(routed, reference, parseAccept(request.headers.accept));
+  const etag = `"${m.digest}"`;
+  reply
+    .header('content-type', m.mediaType)
+    .header('docker-content-digest', m.digest)
+    .header('etag', etag)
+    .header('content-length', String(m.bytes.length));
+  if (m.stale) reply.header('warning', '110 - "Response is Stale"');
+  const inm = request.headers['if-none-match'];
+  if (inm && inm.split(',').some((t) => t.trim() === etag || t.trim() === '*')) {
+    reply.removeHeader('content-length');
+    return reply.code(304).send();
+  }
+  if (request.method === 'HEAD') return reply.send();
+  app.metrics.servedBytes.inc({ source: 'cache' }, m.bytes.length);
+  return reply.send(m.bytes);
+}
+
+async function blob(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, routed: Routed, digest: string) {
+  if (request.method === 'HEAD') {
+    const s = await app.mirror.statBlob(routed, digest);
+    reply.header('docker-content-digest', digest).header('content-type', 'application/octet-stream').header('accept-ranges', 'bytes');
+    if (s.size !== null) reply.header('content-length', String(s.size));
+    return reply.send();
+  }
+  const h = await app.mirror.getBlob(routed, digest);
+  const headers: Record<string, string> = {
+    ...commonHeaders(app, reply),
+    'docker-content-digest': digest,
+    'content-type': 'application/octet-stream',
+    'accept-ranges': 'bytes',
+    etag: `"${digest}"`,
+    'cache-control': 'max-age=31536000',
+  };
+  let status = 200;
+  let range;
+  if (h.size !== null) {
+    const parsed = parseRange(request.headers.range, h.size);
+    if (parsed.kind === 'unsatisfiable') {
+      throw registryError('RANGE_INVALID', parsed.reason, { headers: { 'content-range': `bytes */${h.size}` } });
+    }
+    if (parsed.kind === 'range') {
+      range = parsed.range;
+      status = 206;
+      headers['content-range'] = `bytes ${range.start}-${range.end}/${h.size}`;
+      headers['content-length'] = String(range.end - range.start + 1);
+    } else {
+      headers['content-length'] = String(h.size);
+    }
+  }
+  const stream = await h.open(range);
+  const length = headers['content-length'] ? Number(headers['content-length']) : null;
+  return sendStream(app, request, reply, status, headers, stream, h.source, length);
+}
+
+/**
+ * Blobs bypass Fastify's reply serialization: headers are written once and the file stream is
+ * piped straight to the socket (measurably faster for large bodies). Metrics and the access log
+ * are recorded by hand, since Fastify's onResponse hooks do not run for a hijacked reply.
+ */
+async function sendStream(
+  app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, status: number,
+  headers: Record<string, string>, stream: Readable, source: 'cache' | 'upstream', length: number | null,
+): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(status, headers);
+  try {
+    await pipeline(stream, res);
+    if (length !== null) app.metrics.servedBytes.inc({ source }, length);
+  } catch (err) {
+    // A client that went away, or a fill that failed: the response is cut short, never completed
+    // with wrong bytes. The fill itself goes on for other clients.
+    request.log.info({ err: (err as Error).message, digest: headers['docker-content-digest'] }, 'blob response ended early');
+    res.destroy();
+  } finally {
+    recordRequest(app, request, status);
+  }
+}
+
+async function tags(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, routed: Routed, ns: string | undefined) {
+  const { n, last } = pagination(request.query, Infinity);
+  const all = await app.mirror.listTags(routed);
+  const after = last !== undefined ? all.filter((t) => t > last) : all;
+  const page = n === undefined ? after : after.slice(0, n);
+  if (n !== undefined && n > 0 && after.length > n && page.length > 0) {
+    const params = new URLSearchParams({ last: page[page.length - 1] ?? '', n: String(n) });
+    if (ns) params.set('ns', ns);
+    reply.header('link', `</v2/${routed.requested}/tags/list?${params.toString()}>; rel="next"`);
+  }
+  return reply.type('application/json').send(JSON.stringify({ name: routed.requested, tags: page }));
+}
+
+const CATALOG_DEFAULT = 100;
+const CATALOG_MAX = 1000;
+
+async function catalog(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+  const { n: asked, last } = pagination(request.query, CATALOG_MAX);
+  const n = asked ?? CATALOG_DEFAULT;
+  const all = await app.mirror.catalog((u, name) => app.router.publicName(u, name));
+  const after = last !== undefined ? all.filter((r) => r > last) : all;
+  const page = after.slice(0, n);
+  if (n > 0 && after.length > n) {
+    const params = new URLSearchParams({ last: page[page.length - 1] ?? '', n: String(n) });
+    reply.header('link', `</v2/_catalog?${params.toString()}>; rel="next"`);
+  }
+  return reply.type('application/json').send(JSON.stringify({ repositories: page }));
+}
+
+function pagination(query: unknown, max: number): { n: number | undefined; last: string | undefined } {
+  const nRaw = q(query, 'n');
+  const last = q(query, 'last');
+  let n: number | undefined;
+  if (nRaw !== undefined && nRaw !== '') {
+    if (!/^\d+$/.test(nRaw)) throw registryError('PAGINATION_NUMBER_INVALID', `n must be a non-negative integer, got "${nRaw}"`);
+    n = Number(nRaw);
+    if (n > max) throw registryError('PAGINATION_NUMBER_INVALID', `n may be at most ${max}`, { detail: { n, max } });
+  }
+  return { n, last: last === '' ? undefined : last };
+}

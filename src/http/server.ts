@@ -1,0 +1,85 @@
+/**
+ * Wires the services together and listens. `createServices` builds everything `berth serve`
+ * runs (storage, metrics, upstream clients, the mirror, access control, the Fastify app) without
+ * listening, so tests can start a full mirror on port 0. `serve` adds the listener and a graceful
+ * shutdown: stop accepting, let in-flight responses and fills finish (bounded), then exit.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { BerthConfig } from '../config/types.js';
+import { Metrics } from '../metrics/metrics.js';
+import { MirrorService } from '../registry/mirror.js';
+import { Router } from '../registry/routing.js';
+import { FilesystemDriver } from '../storage/filesystem.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { OpenAccess, type AccessController } from '../auth/access.js';
+import { buildApp } from './app.js';
+import type { ReadinessCheck } from './routes/health.js';
+
+export interface Services {
+  config: BerthConfig;
+  app: FastifyInstance;
+  mirror: MirrorService;
+  driver: StorageDriver;
+  metrics: Metrics;
+  access: AccessController;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  /** Build an access controller for `auth.mode` other than none (src/auth/). */
+  accessFactory?: (config: BerthConfig, log: Logger) => Promise<AccessController>;
+  readiness?: ReadinessCheck[];
+  metrics?: Metrics;
+  now?: () => number;
+}
+
+export async function createServices(config: BerthConfig, log: Logger, opts: ServiceOptions = {}): Promise<Services> {
+  const driver = new FilesystemDriver(config.storage.root);
+  await driver.init();
+  const metrics = opts.metrics ?? new Metrics();
+  const router = new Router(config.upstreams, config.defaultUpstream);
+  const mirror = new MirrorService({ driver, upstreams: config.upstreams, metrics, log, ...(opts.now ? { now: opts.now } : {}) });
+  const access: AccessController = config.auth.mode === 'none' || !opts.accessFactory ? new OpenAccess() : await opts.accessFactory(config, log);
+  if (config.auth.mode !== 'none' && access.mode === 'none') {
+    throw new Error(`auth.mode ${config.auth.mode} needs an access controller, and none was wired`);
+  }
+  const app = await buildApp({ config, mirror, router, access, metrics, driver, logger: log, readiness: opts.readiness ?? [] });
+  return {
+    config, app, mirror, driver, metrics, access, log,
+    async close() {
+      await app.close();
+      await mirror.close();
+      await access.close?.();
+    },
+  };
+}
+
+/** Listen, and shut down gracefully on SIGTERM/SIGINT. Resolves with the bound address. */
+export async function serve(services: Services, shutdownGraceMs = 30_000): Promise<string> {
+  const { app, config, log } = services;
+  const address = await app.listen({ host: config.http.host, port: config.http.port });
+  log.info({ address, storage: config.storage.root, upstreams: config.upstreams.map((u) => u.name), auth: config.auth.mode }, 'berth is serving');
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: finishing in-flight requests and fills');
+    const timer = setTimeout(() => {
+      log.warn('shutdown grace period over; exiting with work still in flight');
+      process.exit(1);
+    }, shutdownGraceMs);
+    timer.unref();
+    services.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'error during shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  return address;
+}

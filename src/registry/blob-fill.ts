@@ -1,0 +1,206 @@
+/**
+ * One upstream download of one blob, shared by every client that wants it.
+ *
+ * The fill streams upstream bytes into a spool file, hashing as it writes; it never waits for a
+ * client. Each client (the first one and every joiner, whatever its Range) reads the spool file
+ * through its own FillReader, at its own pace, from the bytes already written and then from new
+ * ones as they land — so a slow client cannot stall the fill and a fast one buffers nothing
+ * beyond its stream's high-water mark. Reads and writes share one file handle with explicit
+ * positions, so readers keep working across the rename that commits the blob.
+ *
+ * Only a blob whose length and digest match is committed. A cut or a mismatch fails every
+ * reader (their responses are cut short, never completed with wrong bytes) and removes the spool.
+ * A client that goes away only stops its own reader; the fill goes on and fills the cache.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { UpstreamError } from '../upstream/errors.js';
+
+/** Chunk size for reads from the spool file (see STYLE.md habit 6). */
+const READ_CHUNK = 1024 * 1024;
+
+export type FillState = 'running' | 'done' | 'failed';
+
+export interface FillTarget {
+  /** Make the verified spool file the blob (fsync + rename, or upload). */
+  commit(spool: string, digest: string): Promise<void>;
+}
+
+export class BlobFill {
+  state: FillState = 'running';
+  written = 0;
+  error: Error | null = null;
+  /** Resolves when the blob is committed; rejects when the fill failed. Never unhandled. */
+  readonly finished: Promise<void>;
+  private readers = 0;
+  private waiters: (() => void)[] = [];
+  private closed = false;
+  private resolveFinished!: () => void;
+  private rejectFinished!: (e: Error) => void;
+
+  private constructor(
+    readonly digest: string,
+    readonly upstream: string,
+    /** Length announced by the upstream (Content-Length), when it announced one. */
+    readonly size: number | null,
+    readonly spool: string,
+    private readonly fh: FileHandle,
+  ) {
+    this.finished = new Promise<void>((res, rej) => {
+      this.resolveFinished = res;
+      this.rejectFinished = rej;
+    });
+    this.finished.catch(() => undefined);
+  }
+
+  static async create(digest: string, upstream: string, size: number | null, spool: string): Promise<BlobFill> {
+    const fh = await open(spool, 'w+');
+    return new BlobFill(digest, upstream, size, spool, fh);
+  }
+
+  /** Run the fill to its end. Resolves (never rejects) once committed or failed and cleaned up. */
+  async run(body: AsyncIterable<Buffer>, target: FillTarget, onBytes: (n: number) => void): Promise<void> {
+    const algorithm = this.digest.slice(0, this.digest.indexOf(':'));
+    let hash: Hash;
+    try {
+      hash = createHash(algorithm);
+      for await (const chunk of body) {
+        hash.update(chunk);
+        let off = 0;
+        while (off < chunk.length) {
+          const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.written);
+          off += bytesWritten;
+          this.written += bytesWritten;
+        }
+        onBytes(chunk.length);
+        if (this.size !== null && this.written > this.size) {
+          throw this.integrity(`upstream sent more than the announced ${this.size} bytes`);
+        }
+        this.wake();
+      }
+      if (this.size !== null && this.written !== this.size) {
+        throw this.integrity(`upstream stream ended after ${this.written} of ${this.size} bytes`);
+      }
+      const got = `${algorithm}:${hash.digest('hex')}`;
+      if (got !== this.digest) throw this.integrity(`upstream bytes hash to ${got}`);
+      await target.commit(this.spool, this.digest);
+      this.state = 'done';
+      this.resolveFinished();
+    } catch (err) {
+      this.state = 'failed';
+      this.error = err instanceof Error ? err : new Error(String(err));
+      await unlink(this.spool).catch(() => undefined);
+      this.rejectFinished(this.error);
+    } finally {
+      this.wake();
+      await this.maybeClose();
+    }
+  }
+
+  private integrity(msg: string): UpstreamError {
+    return new UpstreamError(this.upstream, 'integrity', `blob ${this.digest}: ${msg}`);
+  }
+
+  /** A stream of bytes [start, end] (inclusive) of the blob as the fill provides them. */
+  reader(start = 0, end: number | null = null): Readable {
+    this.readers += 1;
+    return new FillReader(this, start, end);
+  }
+
+  /** @internal read from the spool at a position. */
+  async readAt(buf: Buffer, position: number): Promise<number> {
+    const { bytesRead } = await this.fh.read(buf, 0, buf.length, position);
+    return bytesRead;
+  }
+
+  /** @internal resolves on the next write, commit or failure. */
+  waitForProgress(): Promise<void> {
+    return new Promise((res) => this.waiters.push(res));
+  }
+
+  /** @internal a reader is gone. */
+  async release(): Promise<void> {
+    this.readers -= 1;
+    await this.maybeClose();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  private async maybeClose(): Promise<void> {
+    if (this.closed || this.state === 'running' || this.readers > 0) return;
+    this.closed = true;
+    await this.fh.close().catch(() => undefined);
+  }
+}
+
+class FillReader extends Readable {
+  private pos: number;
+  private pumping = false;
+  private released = false;
+
+  constructor(
+    private readonly fill: BlobFill,
+    start: number,
+    private readonly end: number | null,
+  ) {
+    super({ highWaterMark: READ_CHUNK });
+    this.pos = start;
+  }
+
+  override _read(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    this.pump().then(
+      () => {
+        this.pumping = false;
+      },
+      (err: unknown) => {
+        this.pumping = false;
+        this.destroy(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  }
+
+  private async pump(): Promise<void> {
+    const fill = this.fill;
+    for (;;) {
+      if (this.destroyed) return;
+      const limit = this.end === null ? Infinity : this.end + 1;
+      if (fill.state === 'failed') {
+        this.destroy(fill.error ?? new Error('fill failed'));
+        return;
+      }
+      // Until the digest verifies, the last byte is held back: a client can never receive a
+      // complete body whose bytes turn out to be wrong (it sees a cut instead).
+      const verified = fill.state === 'done' || fill.size === null ? fill.written : Math.min(fill.written, fill.size - 1);
+      const available = Math.min(verified, limit);
+      if (this.pos < available) {
+        const n = Math.min(available - this.pos, READ_CHUNK);
+        const buf = Buffer.allocUnsafe(n);
+        const got = await fill.readAt(buf, this.pos);
+        if (this.destroyed) return;
+        this.pos += got;
+        if (!this.push(got === n ? buf : buf.subarray(0, got))) return;
+        continue;
+      }
+      if (this.pos >= limit || fill.state === 'done') {
+        this.push(null);
+        return;
+      }
+      await fill.waitForProgress();
+    }
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    if (!this.released) {
+      this.released = true;
+      void this.fill.release();
+    }
+    cb(err);
+  }
+}

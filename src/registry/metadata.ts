@@ -1,0 +1,154 @@
+/**
+ * The small records beside the blobs: what a tag pointed at and when it was last checked, each
+ * manifest's media type, and which repositories a manifest was pulled through (catalog, purge,
+ * eviction). Records go through the storage driver; hot ones are also held in memory.
+ *
+ * Keys (the `_` components cannot collide with repository names, whose components start with
+ * a letter or digit):
+ *   manifests/<alg>/<hex>                          ManifestRecord
+ *   repos/<upstream>/<name>/_tags/<tag>            TagRecord
+ *   repos/<upstream>/<name>/_manifests/<alg>/<hex> LinkRecord
+ */
+import { LRUCache } from 'lru-cache';
+import type { StorageDriver } from '../storage/driver.js';
+
+export interface TagRecord {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** When the manifest the tag points at was fetched (ms since epoch). */
+  fetchedAt: number;
+  /** When upstream last confirmed the tag (ms since epoch). */
+  checkedAt: number;
+}
+
+export interface ManifestRecord {
+  mediaType: string;
+  size: number;
+}
+
+export interface LinkRecord {
+  linkedAt: number;
+}
+
+function digestKey(digest: string): string {
+  const i = digest.indexOf(':');
+  return `${digest.slice(0, i)}/${digest.slice(i + 1)}`;
+}
+
+export function repoKey(upstream: string, name: string): string {
+  return `repos/${encodeURIComponent(upstream)}/${name}`;
+}
+
+export class MetadataStore {
+  private readonly tags = new LRUCache<string, TagRecord>({ max: 10_000 });
+  private readonly manifests = new LRUCache<string, ManifestRecord>({ max: 50_000 });
+  private repos: Set<string> | null = null;
+
+  constructor(private readonly driver: StorageDriver) {}
+
+  private async getJSON<T>(key: string): Promise<T | null> {
+    const buf = await this.driver.getMeta(key);
+    if (!buf) return null;
+    try {
+      return JSON.parse(buf.toString('utf8')) as T;
+    } catch {
+      // A record that does not parse is treated as absent; the next fill rewrites it.
+      return null;
+    }
+  }
+
+  private putJSON(key: string, value: unknown): Promise<void> {
+    return this.driver.putMeta(key, Buffer.from(JSON.stringify(value)));
+  }
+
+  async getTag(upstream: string, name: string, tag: string): Promise<TagRecord | null> {
+    const key = `${repoKey(upstream, name)}/_tags/${tag}`;
+    const hit = this.tags.get(key);
+    if (hit) return hit;
+    const rec = await this.getJSON<TagRecord>(key);
+    if (rec) this.tags.set(key, rec);
+    return rec;
+  }
+
+  async putTag(upstream: string, name: string, tag: string, rec: TagRecord): Promise<void> {
+    const key = `${repoKey(upstream, name)}/_tags/${tag}`;
+    this.tags.set(key, rec);
+    await this.putJSON(key, rec);
+    this.noteRepo(upstream, name);
+  }
+
+  async deleteTag(upstream: string, name: string, tag: string): Promise<boolean> {
+    const key = `${repoKey(upstream, name)}/_tags/${tag}`;
+    this.tags.delete(key);
+    return this.driver.deleteMeta(key);
+  }
+
+  async listTags(upstream: string, name: string): Promise<string[]> {
+    const prefix = `${repoKey(upstream, name)}/_tags/`;
+    const out: string[] = [];
+    for await (const key of this.driver.listMeta(prefix)) out.push(key.slice(prefix.length));
+    return out;
+  }
+
+  async getManifest(digest: string): Promise<ManifestRecord | null> {
+    const hit = this.manifests.get(digest);
+    if (hit) return hit;
+    const rec = await this.getJSON<ManifestRecord>(`manifests/${digestKey(digest)}`);
+    if (rec) this.manifests.set(digest, rec);
+    return rec;
+  }
+
+  async putManifest(digest: string, rec: ManifestRecord): Promise<void> {
+    this.manifests.set(digest, rec);
+    await this.putJSON(`manifests/${digestKey(digest)}`, rec);
+  }
+
+  async deleteManifest(digest: string): Promise<void> {
+    this.manifests.delete(digest);
+    await this.driver.deleteMeta(`manifests/${digestKey(digest)}`);
+  }
+
+  async link(upstream: string, name: string, digest: string, now: number): Promise<void> {
+    await this.putJSON(`${repoKey(upstream, name)}/_manifests/${digestKey(digest)}`, { linkedAt: now } satisfies LinkRecord);
+    this.noteRepo(upstream, name);
+  }
+
+  async unlink(upstream: string, name: string, digest: string): Promise<boolean> {
+    return this.driver.deleteMeta(`${repoKey(upstream, name)}/_manifests/${digestKey(digest)}`);
+  }
+
+  async linkedManifests(upstream: string, name: string): Promise<string[]> {
+    const prefix = `${repoKey(upstream, name)}/_manifests/`;
+    const out: string[] = [];
+    for await (const key of this.driver.listMeta(prefix)) out.push(key.slice(prefix.length).replace('/', ':'));
+    return out;
+  }
+
+  private noteRepo(upstream: string, name: string): void {
+    this.repos?.add(`${upstream}\u0000${name}`);
+  }
+
+  forgetRepo(upstream: string, name: string): void {
+    this.repos?.delete(`${upstream}\u0000${name}`);
+  }
+
+  /** Every cached repository as [upstream, name], sorted by upstream then name. */
+  async repositories(): Promise<[string, string][]> {
+    if (!this.repos) {
+      const found = new Set<string>();
+      for await (const key of this.driver.listMeta('repos/')) {
+        const m = /^repos\/([^/]+)\/(.+?)\/_(?:tags|manifests)\//.exec(key);
+        if (m && m[1] !== undefined && m[2] !== undefined) found.add(`${decodeURIComponent(m[1])}\u0000${m[2]}`);
+      }
+      this.repos = found;
+    }
+    return [...this.repos]
+      .map((s) => s.split('\u0000') as [string, string])
+      .sort((a, b) => (a[0] === b[0] ? cmp(a[1], b[1]) : cmp(a[0], b[0])));
+  }
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,80 @@
+/**
+ * What the mirror knows about an upstream's pull budget. Docker Hub reports it on every manifest
+ * GET and HEAD as `ratelimit-limit: 100;w=21600` / `ratelimit-remaining: 76;w=21600`; no headers
+ * means unlimited. A 429 marks the upstream exhausted until Retry-After or the window's end.
+ */
+export interface RateLimitSnapshot {
+  limit: number | null;
+  remaining: number | null;
+  /** Window in seconds, as the upstream reported it. */
+  window: number | null;
+  /** When the numbers were last seen (ms since epoch). */
+  observedAt: number | null;
+  /** While in the future, send no GETs: the budget is spent (ms since epoch). */
+  exhaustedUntil: number | null;
+}
+
+/** `N;w=S` → {value, window}. Returns null for anything else. */
+export function parseRateLimitHeader(v: string | string[] | undefined): { value: number; window: number | null } | null {
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return null;
+  const m = /^\s*(\d+)\s*(?:;\s*w\s*=\s*(\d+))?/.exec(s);
+  if (!m || m[1] === undefined) return null;
+  return { value: Number(m[1]), window: m[2] !== undefined ? Number(m[2]) : null };
+}
+
+export class RateLimitState {
+  private snap: RateLimitSnapshot = { limit: null, remaining: null, window: null, observedAt: null, exhaustedUntil: null };
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Record the headers of any upstream response. */
+  observe(headers: Record<string, string | string[] | undefined>): void {
+    const limit = parseRateLimitHeader(headers['ratelimit-limit']);
+    const remaining = parseRateLimitHeader(headers['ratelimit-remaining']);
+    if (!limit && !remaining) return;
+    const t = this.now();
+    this.snap = {
+      ...this.snap,
+      limit: limit?.value ?? this.snap.limit,
+      remaining: remaining?.value ?? this.snap.remaining,
+      window: remaining?.window ?? limit?.window ?? this.snap.window,
+      observedAt: t,
+    };
+    if (remaining && remaining.value > 0 && this.snap.exhaustedUntil !== null && this.snap.exhaustedUntil <= t) {
+      this.snap.exhaustedUntil = null;
+    }
+  }
+
+  /** A 429: no GETs until Retry-After, or the reported window, or a minute. */
+  markExhausted(retryAfterSeconds: number | undefined): void {
+    const t = this.now();
+    const seconds = retryAfterSeconds ?? this.snap.window ?? 60;
+    this.snap = { ...this.snap, remaining: 0, exhaustedUntil: t + seconds * 1000 };
+  }
+
+  /** Seconds until GETs may be sent again; 0 when they may be sent now. */
+  blockedFor(): number {
+    const until = this.snap.exhaustedUntil;
+    if (until === null) return 0;
+    const left = until - this.now();
+    return left > 0 ? Math.ceil(left / 1000) : 0;
+  }
+
+  /** Pulls left in the current window, or null when the upstream reports no limit. */
+  remaining(): number | null {
+    if (this.blockedFor() > 0) return 0;
+    return this.snap.remaining;
+  }
+
+  /** When the budget is expected back (ms since epoch), for deferring pre-warm work. */
+  resetAt(): number | null {
+    if (this.snap.exhaustedUntil !== null && this.snap.exhaustedUntil > this.now()) return this.snap.exhaustedUntil;
+    if (this.snap.observedAt !== null && this.snap.window !== null) return this.snap.observedAt + this.snap.window * 1000;
+    return null;
+  }
+
+  snapshot(): RateLimitSnapshot {
+    return { ...this.snap };
+  }
+}
