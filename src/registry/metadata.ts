@@ -8,6 +8,7 @@
  *   manifests/<alg>/<hex>                          ManifestRecord
  *   repos/<upstream>/<name>/_tags/<tag>            TagRecord
  *   repos/<upstream>/<name>/_manifests/<alg>/<hex> LinkRecord
+ *   pins/<id>                                      PinRecord (pre-warm: never evicted)
  */
 import { LRUCache } from 'lru-cache';
 import type { StorageDriver } from '../storage/driver.js';
@@ -29,6 +30,17 @@ export interface ManifestRecord {
 
 export interface LinkRecord {
   linkedAt: number;
+}
+
+/** Content a pre-warm entry keeps: every digest listed here is exempt from eviction. */
+export interface PinRecord {
+  /** The configured reference (`docker.io/library/alpine:3.20`). */
+  ref: string;
+  upstream: string;
+  name: string;
+  /** Manifests (index and children) and blobs, by digest. */
+  digests: string[];
+  pinnedAt: number;
 }
 
 function digestKey(digest: string): string {
@@ -122,6 +134,24 @@ export class MetadataStore {
     const prefix = `${repoKey(upstream, name)}/_manifests/`;
     const out: string[] = [];
     for await (const key of this.driver.listMeta(prefix)) out.push(key.slice(prefix.length).replace('/', ':'));
+    return out;
+  }
+
+  /** Pin ids are caller-chosen (pre-warm uses a hash of the ref); characters are kept key-safe. */
+  async putPin(id: string, rec: PinRecord): Promise<void> {
+    await this.putJSON(`pins/${encodeURIComponent(id)}`, rec);
+  }
+
+  async deletePin(id: string): Promise<boolean> {
+    return this.driver.deleteMeta(`pins/${encodeURIComponent(id)}`);
+  }
+
+  async listPins(): Promise<{ id: string; pin: PinRecord }[]> {
+    const out: { id: string; pin: PinRecord }[] = [];
+    for await (const key of this.driver.listMeta('pins/')) {
+      const pin = await this.getJSON<PinRecord>(key);
+      if (pin) out.push({ id: decodeURIComponent(key.slice('pins/'.length)), pin });
+    }
     return out;
   }
 

@@ -42,7 +42,20 @@ export interface BlobHandle {
   /** Give up without opening (HEAD): releases nothing held so far. */
 }
 
+/**
+ * What the cache tells the lifecycle layer (eviction, GC, storage figures). Called on the request
+ * path, so implementations must be cheap and must not throw.
+ */
+export interface CacheHooks {
+  /** A blob or manifest was served or used (for LRU by last access). */
+  accessed(digest: string): void;
+  /** A blob or manifest was committed to storage. */
+  stored(digest: string, size: number, kind: 'manifest' | 'blob'): void;
+}
+
 export interface MirrorDeps {
+  /** Lifecycle listener; none by default. */
+  hooks?: CacheHooks;
   driver: StorageDriver;
   upstreams: UpstreamConfig[];
   metrics: Metrics;
@@ -79,8 +92,10 @@ export class MirrorService {
   });
   private readonly notFound = new LRUCache<string, number>({ max: 10_000 });
   private readonly staleLogged = new Set<string>();
+  hooks: CacheHooks | null;
 
   constructor(deps: MirrorDeps) {
+    this.hooks = deps.hooks ?? null;
     this.driver = deps.driver;
     this.metrics = deps.metrics;
     this.log = deps.log;
@@ -145,13 +160,17 @@ export class MirrorService {
   /** A manifest already in the cache, by digest (memory, then storage). */
   async localManifest(digest: string): Promise<CachedManifest | null> {
     const hot = this.manifestCache.get(digest);
-    if (hot) return hot;
+    if (hot) {
+      this.hooks?.accessed(digest);
+      return hot;
+    }
     const rec = await this.meta.getManifest(digest);
     if (!rec) return null;
     const bytes = await this.driver.readBlobBuffer(digest);
     if (!bytes) return null;
     const m = { bytes, mediaType: rec.mediaType };
     this.manifestCache.set(digest, m);
+    this.hooks?.accessed(digest);
     return m;
   }
 
@@ -309,6 +328,7 @@ export class MirrorService {
     this.manifestCache.set(digest, { bytes, mediaType });
     await this.driver.putBlobBuffer(digest, bytes);
     await this.meta.putManifest(digest, { mediaType, size: bytes.length });
+    this.hooks?.stored(digest, bytes.length, 'manifest');
   }
 
   private linkLater(r: Routed, digest: string): void {
@@ -334,6 +354,7 @@ export class MirrorService {
     const local = await this.driver.statBlob(digest);
     if (local) {
       this.metrics.cacheRequests.inc({ kind: 'blob', result: 'hit' });
+      this.hooks?.accessed(digest);
       return {
         digest, size: local.size, source: 'cache',
         open: async (range) => {
@@ -386,6 +407,7 @@ export class MirrorService {
         this.metrics.upstreamBytes.inc({ upstream: upstreamName }, n))
       .then(() => {
         this.flights.blobs.delete(digest);
+        if (fill.state === 'done') this.hooks?.stored(digest, fill.written, 'blob');
         if (fill.state === 'failed') {
           this.log.warn({ upstream: upstreamName, digest, err: fill.error?.message }, 'blob fill failed; nothing was cached');
         }

@@ -78,7 +78,12 @@ rm -f -- "$list"
 function writeList(): void {
   try {
     if (guarded.size === 0) rmSync(listFile, { force: true });
-    else writeFileSync(listFile, `${[...guarded.values()].join('\n')}\n`);
+    else {
+      // Kill first, then remove the dirs the killed processes were writing into.
+      const lines = [...guarded.values()];
+      const ordered = [...lines.filter((l) => l.startsWith('pid ')), ...lines.filter((l) => !l.startsWith('pid '))];
+      writeFileSync(listFile, `${ordered.join('\n')}\n`);
+    }
   } catch {
     // The watchdog is a backstop; failing to update it must not fail a test.
   }

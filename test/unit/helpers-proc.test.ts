@@ -2,7 +2,7 @@
 // temp dirs go away, missing binaries fail with the apt-get hint.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -133,6 +133,33 @@ describe('process and port helpers', () => {
     const { pids, dirs } = JSON.parse(r.stdout) as { pids: number[]; dirs: string[] };
     await new Promise((res) => setTimeout(res, 100));
     for (const pid of pids) assert.ok(dead(pid), `child ${pid} survived its parent`);
+    for (const d of dirs) assert.equal(existsSync(d), false);
+    await removeTempDir(dir);
+  });
+  test('children and temp dirs of a SIGKILLed test process are removed by the watchdog', { skip: which('docker-registry') === null }, async () => {
+    const helpers = new URL('../helpers/', import.meta.url).href;
+    const script = `
+      import { startDistribution } from '${helpers}registry.js';
+      import { startProcess } from '${helpers}proc.js';
+      const reg = await startDistribution();
+      const p = await startProcess('sleep', ['30']);
+      console.log(JSON.stringify({ pids: [reg.process.pid, p.pid], dirs: [reg.root] }));
+      setInterval(() => undefined, 1000);
+    `;
+    const dir = await makeTempDir('kill-test');
+    const file = join(dir, 'killed.mjs');
+    writeFileSync(file, script);
+    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    while (!out.includes('\n')) await new Promise((r) => setTimeout(r, 20));
+    const { pids, dirs } = JSON.parse(out) as { pids: number[]; dirs: string[] };
+    child.kill('SIGKILL');
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && !(pids.every(dead) && dirs.every((d) => !existsSync(d)))) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const pid of pids) assert.ok(dead(pid), `child ${pid} survived a SIGKILLed parent`);
     for (const d of dirs) assert.equal(existsSync(d), false);
     await removeTempDir(dir);
   });
