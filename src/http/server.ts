@@ -27,7 +27,19 @@ export interface Services {
   close(): Promise<void>;
 }
 
+/**
+ * Something that runs beside the HTTP server for the life of the process (the lifecycle sweeper,
+ * the in-process pre-warm scheduler…). Started after the services are built, stopped on close.
+ */
+export interface BackgroundService {
+  name: string;
+  start(services: Services): Promise<void>;
+  stop(): Promise<void>;
+}
+
 export interface ServiceOptions {
+  /** Started in order after the app is built; stopped in reverse order on close. */
+  background?: BackgroundService[];
   /** Build an access controller for `auth.mode` other than none (src/auth/). */
   accessFactory?: (config: BerthConfig, log: Logger) => Promise<AccessController>;
   readiness?: ReadinessCheck[];
@@ -46,14 +58,24 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
     throw new Error(`auth.mode ${config.auth.mode} needs an access controller, and none was wired`);
   }
   const app = await buildApp({ config, mirror, router, access, metrics, driver, logger: log, readiness: opts.readiness ?? [] });
-  return {
+  const background = opts.background ?? [];
+  const started: BackgroundService[] = [];
+  const services: Services = {
     config, app, mirror, driver, metrics, access, log,
     async close() {
       await app.close();
+      for (const b of [...started].reverse()) {
+        await b.stop().catch((err: unknown) => log.error({ err, service: b.name }, 'background service failed to stop'));
+      }
       await mirror.close();
       await access.close?.();
     },
   };
+  for (const b of background) {
+    await b.start(services);
+    started.push(b);
+  }
+  return services;
 }
 
 /** Listen, and shut down gracefully on SIGTERM/SIGINT. Resolves with the bound address. */

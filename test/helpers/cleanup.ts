@@ -68,7 +68,7 @@ while alive; do sleep 1; done
 [ -f "$list" ] || exit 0
 while read -r kind val; do
   case "$kind" in
-    pid) kill -9 -- "$val" 2>/dev/null ;;
+    pid) kill -s KILL -- "$val" 2>/dev/null ;;
     dir) rm -rf -- "$val" ;;
   esac
 done < "$list"

@@ -61,6 +61,15 @@ describe('process and port helpers', () => {
     assert.ok(Date.now() - t0 >= 250);
   });
 
+  test('processGroup signals the whole group, grandchildren included', async () => {
+    const p = await startProcess('sh', ['-c', 'sleep 30 & echo "grandchild $!"; wait'], { readyOutput: /grandchild \d+/, processGroup: true });
+    const grandchild = Number(/grandchild (\d+)/.exec(p.output())?.[1]);
+    assert.ok(grandchild > 0);
+    await p.stop();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(dead(grandchild), 'grandchild survived');
+  });
+
   test('a child that exits before it is ready fails start with its output', async () => {
     await assert.rejects(startProcess('sh', ['-c', 'echo broken config; exit 3'], { readyUrl: 'http://127.0.0.1:1/', readyTimeoutMs: 5000 }), /exited before ready \(code 3[\s\S]*broken config/);
     await assert.rejects(startProcess('sh', ['-c', 'exec sleep 30'], { readyOutput: /never/, readyTimeoutMs: 200 }), /did not match/);
