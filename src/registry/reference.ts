@@ -65,16 +65,18 @@ export function parseV2Path(rest: string): V2Route {
   if (rest.endsWith('/tags/list')) return { kind: 'tags', name: rest.slice(0, -'/tags/list'.length) };
   const up = rest.indexOf('/blobs/uploads');
   if (up > 0) return { kind: 'upload', name: rest.slice(0, up), rest: rest.slice(up + '/blobs/uploads'.length) };
+  // The right-most marker wins: `a/manifests/x/blobs/<d>` is a blob of repository `a/manifests/x`.
+  let best: { i: number; marker: string; kind: 'manifest' | 'blob' | 'referrers' } | null = null;
   for (const [marker, kind] of [['/manifests/', 'manifest'], ['/blobs/', 'blob'], ['/referrers/', 'referrers']] as const) {
     const i = rest.lastIndexOf(marker);
-    if (i > 0) {
-      const name = rest.slice(0, i);
-      const ref = rest.slice(i + marker.length);
-      if (ref === '' || ref.includes('/')) return { kind: 'unknown' };
-      if (kind === 'manifest') return { kind, name, reference: ref };
-      if (kind === 'blob') return { kind, name, digest: ref };
-      return { kind, name, digest: ref };
-    }
+    if (i > 0 && (best === null || i > best.i)) best = { i, marker, kind };
+  }
+  if (best) {
+    const name = rest.slice(0, best.i);
+    const ref = rest.slice(best.i + best.marker.length);
+    if (ref === '' || ref.includes('/')) return { kind: 'unknown' };
+    if (best.kind === 'manifest') return { kind: 'manifest', name, reference: ref };
+    return { kind: best.kind, name, digest: ref };
   }
   return { kind: 'unknown' };
 }

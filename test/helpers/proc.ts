@@ -184,11 +184,21 @@ export async function startProcess(
   const signalTarget = group ? -pid : pid;
   const unregister = guardProcess(signalTarget);
   const exited = new Promise<ProcessExit>((resolve) => {
-    child.once('close', (code, signal) => {
-      exitInfo = { code, signal };
+    child.once('exit', (code, signal) => {
+      const info: ProcessExit = { code, signal };
       unregister();
-      log?.end();
-      resolve(exitInfo);
+      // 'close' (all output read) normally follows at once; a grandchild still holding the
+      // pipes must not hold up the exit, so stop waiting for it after a moment.
+      const finish = (): void => {
+        clearTimeout(timer);
+        child.stdout.destroy();
+        child.stderr.destroy();
+        log?.end();
+        exitInfo = info;
+        resolve(info);
+      };
+      const timer = setTimeout(finish, 500);
+      child.once('close', finish);
     });
   });
 
