@@ -8,7 +8,7 @@
 import { stringify } from 'yaml';
 import { loadConfig } from './config/load.js';
 import { ConfigError } from './config/errors.js';
-import { maskSecrets } from './config/load.js';
+import { maskSecrets, toYamlShape } from './config/load.js';
 import type { BerthConfig } from './config/types.js';
 import { createLogger } from './log.js';
 import { createServices, serve } from './http/server.js';
@@ -30,7 +30,7 @@ function takeConfigFlag(args: string[]): string | null {
     args.splice(i, 2);
     return v ?? null;
   }
-  return process.env.BERTH_CONFIG ?? null;
+  return process.env.BERTH_CONFIG || null;
 }
 
 export async function load(args: string[]): Promise<BerthConfig> {
@@ -50,9 +50,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'config': {
       if (args[0] !== 'check') break;
-      const file = args[1] ?? process.env.BERTH_CONFIG ?? null;
+      const file = args[1] ?? (process.env.BERTH_CONFIG || null);
       const config = await loadConfig({ file, env: process.env });
-      process.stdout.write(`# ${file ?? 'embedded defaults'}: OK\n${stringify(maskSecrets(config))}`);
+      process.stdout.write(`# ${file ?? 'embedded defaults'}: OK\n${stringify(maskSecrets(toYamlShape(config)))}`);
       return 0;
     }
     case undefined:

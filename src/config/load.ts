@@ -731,6 +731,31 @@ function nonEmpty(s: string | undefined): string | null {
 // ---------------------------------------------------------------------------------------------
 // Printing
 
+/**
+ * The loaded config in the shape a YAML file takes: durations and sizes spelled as text again
+ * (`tagTtl: 10m`, not milliseconds), so `berth config check` output can be fed back as a config.
+ */
+export function toYamlShape(cfg: BerthConfig): unknown {
+  return shape(berthSchema, cfg);
+}
+
+function shape(node: SchemaNode, value: unknown): unknown {
+  switch (node.kind) {
+    case 'leaf':
+      return node.toYaml(value);
+    case 'map':
+      return value;
+    case 'list':
+      return Array.isArray(value) ? value.map((item: unknown) => shape(node.item, item)) : value;
+    case 'object': {
+      if (!isRecord(value)) return value;
+      const out: Record<string, unknown> = {};
+      for (const [k, child] of Object.entries(node.fields)) out[k] = shape(child, value[k]);
+      return out;
+    }
+  }
+}
+
 const SECRET_KEY = /password|passphrase|secret|token|api_?key|credential|authorization|cookie/i;
 const MASK = '***';
 

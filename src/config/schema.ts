@@ -8,7 +8,7 @@
  */
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, describeValue } from './errors.js';
-import { DURATION_EXPECTED, SIZE_EXPECTED, parseDuration, parseSize } from './units.js';
+import { DURATION_EXPECTED, SIZE_EXPECTED, formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 import type { BerthConfig } from './types.js';
 
 /** What a derived default may look at: the object it sits in and the whole (layered) config. */
@@ -31,6 +31,8 @@ export interface LeafNode<T> {
   readonly derive: ((ctx: DeriveContext) => T) | undefined;
   fromValue(value: unknown, key: string): T;
   fromText(text: string, key: string): T;
+  /** The value as a config file would spell it (durations and sizes back to `10m`, `50GiB`). */
+  toYaml(value: T): unknown;
 }
 
 /** A string-to-string mapping with free keys (response headers). */
@@ -84,6 +86,7 @@ interface LeafSpec<T> {
   derive?: (ctx: DeriveContext) => T;
   fromValue: (value: unknown, key: string) => T;
   fromText: (text: string, key: string) => T;
+  toYaml?: (value: T) => unknown;
 }
 
 function leaf<T>(spec: LeafSpec<T>): LeafNode<T> {
@@ -94,6 +97,7 @@ function leaf<T>(spec: LeafSpec<T>): LeafNode<T> {
     derive: spec.derive,
     fromValue: spec.fromValue,
     fromText: spec.fromText,
+    toYaml: spec.toYaml ?? ((v: T) => v),
   };
 }
 
@@ -193,6 +197,7 @@ function duration(defaultText: string): LeafNode<number> {
       return parseDuration(v, key);
     },
     fromText: (t, key) => parseDuration(t, key),
+    toYaml: formatDuration,
   });
 }
 
@@ -207,6 +212,7 @@ function nullableSize(): LeafNode<number | null> {
       return parseSize(v, key);
     },
     fromText: (t, key) => (t.trim() === '' ? null : parseSize(t, key)),
+    toYaml: (v) => (v === null ? null : formatSize(v)),
   });
 }
 

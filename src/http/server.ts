@@ -63,7 +63,14 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
   const services: Services = {
     config, app, mirror, driver, metrics, access, log,
     async close() {
-      await app.close();
+      // Node closes only the connections idle at the moment of close(); a keep-alive connection
+      // whose last response finishes later would hold the process until its timeout. Sweep them.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(sweep);
+      }
       for (const b of [...started].reverse()) {
         await b.stop().catch((err: unknown) => log.error({ err, service: b.name }, 'background service failed to stop'));
       }
