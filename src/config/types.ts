@@ -89,11 +89,22 @@ export interface BerthConfig {
     anonymous: { pull: boolean; networks: string[] };
     policy: PolicyRule[];
   };
-  redis: { url: string | null };
+  redis: {
+    url: string | null;
+    /** Namespace of every key Berth keeps in Redis (the BullMQ queue, pre-warm status and locks). */
+    prefix: string;
+  };
   prewarm: {
     schedule: string;
     reservePulls: number;
+    /** Pre-warm runs at once (per worker process). */
     concurrency: number;
+    /** Tries per run, the first included, before it is recorded as failed. */
+    attempts: number;
+    /** First retry delay (ms); doubles with each attempt, never shorter than an upstream Retry-After. */
+    retryDelay: number;
+    /** How long a worker's claim on a run lasts unrenewed (ms): a crashed worker's run is retried after about this long. */
+    lockDuration: number;
     images: PrewarmImageConfig[];
   };
   metrics: { enabled: boolean };

@@ -11,6 +11,7 @@ import type { MirrorService } from '../registry/mirror.js';
 import type { Router, Routed } from '../registry/routing.js';
 import type { AccessController } from '../auth/access.js';
 import type { StorageDriver } from '../storage/driver.js';
+import type { CacheLifecycle } from '../storage/lifecycle.js';
 import { installHooks } from './hooks.js';
 import { v2Routes } from './routes/v2.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health.js';
@@ -28,6 +29,8 @@ declare module 'fastify' {
     readiness: ReadinessCheck[];
     /** Set when storage.deleteEnabled: purge a manifest (DELETE /v2/<name>/manifests/<ref>). */
     manifestDelete: ((routed: Routed, reference: string, reply: FastifyReply) => Promise<unknown>) | null;
+    /** Size cap, eviction, GC and purge (set when the lifecycle background service starts). */
+    lifecycle: CacheLifecycle | null;
   }
   interface FastifyRequest {
     routeLabel: string | undefined;
@@ -67,6 +70,8 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
   app.decorate('driver', s.driver);
   app.decorate('readiness', s.readiness ?? []);
   app.decorate('manifestDelete', null);
+  app.decorate('prewarm', null); // set by the pre-warm background service (src/queue/background.ts)
+  app.decorate('lifecycle', null);
 
   const trusted = new BlockList();
   for (const cidr of s.config.http.trustedProxies) addCidr(trusted, cidr);

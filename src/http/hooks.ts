@@ -16,9 +16,20 @@ export function commonHeaders(_app: FastifyInstance, reply: FastifyReply): Recor
   return out;
 }
 
+/** Methods kept as metric labels; anything else a client sends is counted as `other`. */
+const METHOD_LABELS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/**
+ * Requests already counted. A hijacked reply (blobs) is recorded by its route when the stream
+ * ends, and Fastify still runs onResponse for it: without this each blob counted twice.
+ */
+const recorded = new WeakSet<FastifyRequest>();
+
 export function recordRequest(app: FastifyInstance, request: FastifyRequest, status: number): void {
+  if (recorded.has(request)) return;
+  recorded.add(request);
   const route = request.routeLabel ?? 'other';
-  const labels = { method: request.method, route };
+  const labels = { method: METHOD_LABELS.has(request.method) ? request.method : 'other', route };
   app.metrics.httpRequests.inc({ ...labels, status: String(status) });
   const started = request.startedAt;
   const seconds = started !== undefined ? Number(process.hrtime.bigint() - started) / 1e9 : 0;

@@ -14,7 +14,7 @@ import { FilesystemDriver } from '../storage/filesystem.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { OpenAccess, type AccessController } from '../auth/access.js';
 import { buildApp } from './app.js';
-import type { ReadinessCheck } from './routes/health.js';
+import { redisCheck, type ReadinessCheck } from './routes/health.js';
 
 export interface Services {
   config: BerthConfig;
@@ -51,13 +51,16 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
   const driver = new FilesystemDriver(config.storage.root);
   await driver.init();
   const metrics = opts.metrics ?? new Metrics();
+  metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize });
   const router = new Router(config.upstreams, config.defaultUpstream);
   const mirror = new MirrorService({ driver, upstreams: config.upstreams, metrics, log, ...(opts.now ? { now: opts.now } : {}) });
-  const access: AccessController = config.auth.mode === 'none' || !opts.accessFactory ? new OpenAccess() : await opts.accessFactory(config, log);
+  const access: AccessController = config.auth.mode === 'none' || !opts.accessFactory ? new OpenAccess(config.auth.policy) : await opts.accessFactory(config, log);
   if (config.auth.mode !== 'none' && access.mode === 'none') {
     throw new Error(`auth.mode ${config.auth.mode} needs an access controller, and none was wired`);
   }
-  const app = await buildApp({ config, mirror, router, access, metrics, driver, logger: log, readiness: opts.readiness ?? [] });
+  const readiness = [...(opts.readiness ?? [])];
+  if (config.redis.url && !readiness.some((c) => c.name === 'redis')) readiness.push(redisCheck(config.redis.url));
+  const app = await buildApp({ config, mirror, router, access, metrics, driver, logger: log, readiness });
   const background = opts.background ?? [];
   const started: BackgroundService[] = [];
   const services: Services = {

@@ -8,6 +8,34 @@ import client from 'prom-client';
 export type CacheKind = 'manifest' | 'blob';
 export type CacheResult = 'hit' | 'miss' | 'stale' | 'coalesced' | 'revalidated';
 
+export const CACHE_KINDS: readonly CacheKind[] = ['manifest', 'blob'];
+export const CACHE_RESULTS: readonly CacheResult[] = ['hit', 'miss', 'stale', 'coalesced', 'revalidated'];
+export const SERVED_SOURCES = ['cache', 'upstream'] as const;
+export const PREWARM_RESULTS = ['success', 'unchanged', 'failed'] as const;
+
+/**
+ * Request durations: a warm manifest answers in a fraction of a millisecond, a cold blob takes
+ * seconds to minutes, so the buckets run from 100 µs to 10 min (roughly ×2.5 per step).
+ */
+export const DURATION_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+];
+
+const STORAGE_MAX_BYTES = 'berth_storage_max_bytes';
+
+/** The store's size as the component that tracks it (the lifecycle layer) knows it. */
+export interface StorageFigures {
+  bytes: number;
+  blobs: number;
+}
+
+/** What `prepare` needs from the configuration: the series that should exist before any event. */
+export interface MetricsSetup {
+  upstreams: readonly string[];
+  /** storage.maxSize in bytes; null when there is no cap. */
+  storageMaxBytes: number | null;
+}
+
 export class Metrics {
   readonly registry = new client.Registry();
 
@@ -22,8 +50,7 @@ export class Metrics {
     name: 'berth_http_request_duration_seconds',
     help: 'Time to answer an HTTP request (until the last byte was handed to the socket).',
     labelNames: ['method', 'route'] as const,
-    // Manifests answer in well under a millisecond warm; blobs take seconds to minutes.
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    buckets: DURATION_BUCKETS,
     registers: [this.registry],
   });
 
@@ -76,16 +103,34 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Set by `reportStorageFrom`; read at each scrape so the figures are never computed twice. */
+  private storageSource: (() => StorageFigures | null) | null = null;
+
   readonly storageBytes = new client.Gauge({
     name: 'berth_storage_bytes',
     help: 'Bytes of blobs (layers, configs, manifests) in the cache.',
     registers: [this.registry],
+    collect: () => {
+      const f = this.storageSource?.();
+      if (f) this.storageBytes.set(f.bytes);
+    },
   });
 
   readonly storageBlobs = new client.Gauge({
     name: 'berth_storage_blobs',
     help: 'Number of blobs in the cache.',
     registers: [this.registry],
+    collect: () => {
+      const f = this.storageSource?.();
+      if (f) this.storageBlobs.set(f.blobs);
+    },
+  });
+
+  /** Registered by `prepare` only when there is a cap: an unlabelled gauge always shows a value. */
+  readonly storageMaxBytes = new client.Gauge({
+    name: STORAGE_MAX_BYTES,
+    help: 'The storage cap (storage.maxSize) in bytes; absent when the cache has no cap.',
+    registers: [],
   });
 
   readonly evictions = new client.Counter({
@@ -97,6 +142,13 @@ export class Metrics {
   readonly evictedBytes = new client.Counter({
     name: 'berth_evicted_bytes_total',
     help: 'Bytes removed from the cache by eviction or garbage collection.',
+    registers: [this.registry],
+  });
+
+  /** Set by the lifecycle layer (src/storage/lifecycle.ts) when a write fails with ENOSPC, cleared when space returns. */
+  readonly storageFull = new client.Gauge({
+    name: 'berth_storage_full',
+    help: '1 while the disk is full: cached content is served, misses are streamed through uncached; 0 otherwise.',
     registers: [this.registry],
   });
 
@@ -124,6 +176,58 @@ export class Metrics {
   constructor(opts: { defaults?: boolean } = {}) {
     if (opts.defaults !== false) {
       client.collectDefaultMetrics({ register: this.registry });
+      dropInvalidDefaults(this.registry);
+    }
+    // Every bounded label set starts at zero, so ratios and increase() see the first event too.
+    for (const kind of CACHE_KINDS) for (const result of CACHE_RESULTS) this.cacheRequests.inc({ kind, result }, 0);
+    for (const source of SERVED_SOURCES) this.servedBytes.inc({ source }, 0);
+    for (const result of PREWARM_RESULTS) this.prewarmRuns.inc({ result }, 0);
+    // The pull routes' latency series too: a series that first appears with its final count
+    // shows no rate, so a burst of pulls between two scrapes would be missing from p50/p99.
+    for (const method of ['GET', 'HEAD']) for (const route of ['manifest', 'blob']) this.httpDuration.zero({ method, route });
+  }
+
+  /**
+   * Create the series the configuration implies before any traffic: per configured upstream the
+   * byte and pull counters at zero and `berth_upstream_up` at 1 (no failure seen yet; the client
+   * sets 0 on a failure), and the storage cap. Rate-limit gauges stay absent until an upstream
+   * reports a limit: most registries never do, and a made-up number would trip the alerts.
+   */
+  prepare(setup: MetricsSetup): void {
+    for (const upstream of setup.upstreams) {
+      this.upstreamBytes.inc({ upstream }, 0);
+      this.prewarmPullsSpent.inc({ upstream }, 0);
+      this.upstreamUp.set({ upstream }, 1);
+    }
+    const capShown = this.registry.getSingleMetric(STORAGE_MAX_BYTES) !== undefined;
+    if (setup.storageMaxBytes !== null) {
+      this.storageMaxBytes.set(setup.storageMaxBytes);
+      if (!capShown) this.registry.registerMetric(this.storageMaxBytes);
+    } else if (capShown) {
+      this.registry.removeSingleMetric(STORAGE_MAX_BYTES);
+    }
+  }
+
+  /**
+   * The one component that tracks the store's size (src/storage/lifecycle.ts) registers here;
+   * `berth_storage_bytes` and `berth_storage_blobs` read it at each scrape. A component may
+   * instead set those gauges itself; without either they stay 0.
+   */
+  reportStorageFrom(source: () => StorageFigures | null): void {
+    this.storageSource = source;
+  }
+}
+
+/**
+ * promtool (like the OpenMetrics rules) keeps the `_total` suffix for counters, and prom-client 15
+ * exports three gauges with it (nodejs_active_handles_total, _requests_total, _resources_total).
+ * Their per-type siblings (`nodejs_active_handles{type}` …) sum to the same figures, so the
+ * invalid ones are dropped rather than renamed. Every other default collector is kept.
+ */
+function dropInvalidDefaults(registry: client.Registry): void {
+  for (const { name } of registry.getMetricsAsArray()) {
+    if (name.endsWith('_total') && !(registry.getSingleMetric(name) instanceof client.Counter)) {
+      registry.removeSingleMetric(name);
     }
   }
 }

@@ -8,13 +8,16 @@
  * pre-warm worker both drive the cache through this class.
  */
 import { createHash } from 'node:crypto';
+import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
 import type { UpstreamConfig } from '../config/types.js';
 import { registryError } from '../errors.js';
-import type { Metrics } from '../metrics/metrics.js';
+import type { CacheKind, CacheResult, Metrics } from '../metrics/metrics.js';
 import type { ByteRange, StorageDriver } from '../storage/driver.js';
+import { isNoSpace } from '../storage/space.js';
+import { verifiedStream } from '../storage/verify-stream.js';
 import { header, MAX_MANIFEST_BYTES, UpstreamClient } from '../upstream/client.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import { BlobFill } from './blob-fill.js';
@@ -51,6 +54,10 @@ export interface CacheHooks {
   accessed(digest: string): void;
   /** A blob or manifest was committed to storage. */
   stored(digest: string, size: number, kind: 'manifest' | 'blob'): void;
+  /** A write failed because the disk is full (ENOSPC); `needed` is the blob's size when known. */
+  storageFull?(err: Error, needed: number | null): void;
+  /** May a blob miss be cached now? false (disk full) → stream it through uncached. */
+  canStore?(): boolean;
 }
 
 export interface MirrorDeps {
@@ -63,18 +70,27 @@ export interface MirrorDeps {
   now?: () => number;
   /** Injected so tests (and several services in one process) do not share in-flight state. */
   flights?: FlightTables;
+  /** Host-name resolution for upstream connections (a test seam for DNS failures); the system's by default. */
+  lookup?: LookupFunction;
 }
 
 /** The in-flight tables: owned objects, never module globals. */
 export class FlightTables {
+  /** Blob fills by digest; an entry stays until its fill commits or fails, so late clients join it. */
   readonly blobs = new Map<string, Promise<BlobFill>>();
   readonly manifests = new SingleFlight<string, ManifestResult>();
-  readonly tags = new SingleFlight<string, ManifestResult>();
+  readonly tags = new SingleFlight<string, TagOutcome>();
 }
 
 interface CachedManifest {
   bytes: Buffer;
   mediaType: string;
+}
+
+/** What one tag revalidation produced, and how to count it. */
+interface TagOutcome {
+  value: ManifestResult;
+  result: CacheResult;
 }
 
 export class MirrorService {
@@ -90,8 +106,10 @@ export class MirrorService {
     maxSize: 64 * 1024 * 1024,
     sizeCalculation: (v) => v.bytes.length + 200,
   });
+  /** Upstream 404s remembered for `notFoundTtl`: key → until (ms since epoch). */
   private readonly notFound = new LRUCache<string, number>({ max: 10_000 });
-  private readonly staleLogged = new Set<string>();
+  /** Stale answers already logged, once per tag and cause until the tag revalidates again. */
+  private readonly staleLogged = new LRUCache<string, true>({ max: 10_000 });
   hooks: CacheHooks | null;
 
   constructor(deps: MirrorDeps) {
@@ -103,7 +121,9 @@ export class MirrorService {
     this.flights = deps.flights ?? new FlightTables();
     this.meta = new MetadataStore(deps.driver);
     for (const u of deps.upstreams) {
-      this.clients.set(u.name, new UpstreamClient(u, { metrics: deps.metrics, log: deps.log, now: this.now }));
+      this.clients.set(u.name, new UpstreamClient(u, {
+        metrics: deps.metrics, log: deps.log, now: this.now, ...(deps.lookup ? { lookup: deps.lookup } : {}),
+      }));
     }
   }
 
@@ -114,13 +134,32 @@ export class MirrorService {
     await Promise.all([...this.clients.values()].map((c) => c.close()));
   }
 
+  /** The lifecycle layer removed (or is removing) this manifest: stop serving it from memory. */
+  forget(digest: string): void {
+    this.manifestCache.delete(digest);
+  }
+
+  /** Is a fill for this blob in flight? (The lifecycle layer never removes such a blob.) */
+  filling(digest: string): boolean {
+    return this.flights.blobs.has(digest);
+  }
+
   client(upstream: UpstreamConfig): UpstreamClient {
     const c = this.clients.get(upstream.name);
     if (!c) throw new Error(`no client for upstream ${upstream.name}`);
     return c;
   }
 
+  private count(kind: CacheKind, result: CacheResult): void {
+    this.metrics.cacheRequests.inc({ kind, result });
+  }
+
   // ---------------------------------------------------------------- manifests
+  //
+  // Counting: every client request for a manifest adds exactly one to berth_cache_requests_total:
+  // hit (answered locally, nothing asked upstream), revalidated (a HEAD upstream confirmed what the
+  // cache holds), miss (fetched, or tried to fetch, from upstream), coalesced (joined another
+  // request's fetch), stale (answered from the cache because the upstream failed).
 
   /**
    * A manifest by tag or digest, negotiated against the client's Accept. Throws catalogued
@@ -153,8 +192,8 @@ export class MirrorService {
     const list = parseManifest(result.bytes);
     const pick = list.manifests.find((d) => d.platform?.os === n.os && d.platform.architecture === n.architecture);
     if (!pick) throw registryError('MANIFEST_UNKNOWN', `manifest list has no ${n.os}/${n.architecture} entry for this client`);
-    const child = await this.manifestByDigest(r, pick.digest);
-    return { ...child, stale: result.stale };
+    const child = await this.resolveDigest(r, pick.digest);
+    return { ...child.value, stale: result.stale };
   }
 
   /** A manifest already in the cache, by digest (memory, then storage). */
@@ -174,18 +213,41 @@ export class MirrorService {
     return m;
   }
 
+  /** A manifest by digest: immutable, so local when cached, else fetched once and verified. */
   async manifestByDigest(r: Routed, digest: string): Promise<ManifestResult> {
+    let result: CacheResult = 'miss';
+    try {
+      const got = await this.resolveDigest(r, digest, (joined) => {
+        result = joined;
+      });
+      result = got.result;
+      return got.value;
+    } finally {
+      this.count('manifest', result);
+    }
+  }
+
+  /**
+   * Local, else the one upstream fetch for (upstream, repository, digest). `onJoin` learns at once
+   * whether this call started the fetch or joined one, so a failed fetch is still counted right.
+   */
+  private async resolveDigest(
+    r: Routed, digest: string, onJoin?: (result: CacheResult) => void,
+  ): Promise<{ value: ManifestResult; result: CacheResult }> {
     const local = await this.localManifest(digest);
     if (local) {
-      this.metrics.cacheRequests.inc({ kind: 'manifest', result: 'hit' });
       this.linkLater(r, digest);
-      return { bytes: local.bytes, mediaType: local.mediaType, digest, stale: false };
+      return { value: { bytes: local.bytes, mediaType: local.mediaType, digest, stale: false }, result: 'hit' };
     }
-    const key = `${r.upstream.name}|${digest}`;
-    const { value, shared } = await this.flights.manifests.run(key, () => this.fetchManifest(r, digest, digest));
-    this.metrics.cacheRequests.inc({ kind: 'manifest', result: shared ? 'coalesced' : 'miss' });
-    if (shared) this.linkLater(r, digest);
-    return value;
+    const key = `${r.upstream.name}|${r.name}|${digest}`;
+    this.checkNotFound(key, r);
+    const { promise, shared } = this.flights.manifests.join(key, () => this.fetchManifest(r, digest, digest).catch((err: unknown) => {
+      this.rememberNotFound(key, r, err);
+      throw err;
+    }));
+    const result: CacheResult = shared ? 'coalesced' : 'miss';
+    onJoin?.(result);
+    return { value: await promise, result };
   }
 
   private async manifestByTag(r: Routed, tag: string): Promise<ManifestResult> {
@@ -194,7 +256,7 @@ export class MirrorService {
     if (rec && age < r.upstream.tagTtl) {
       const local = await this.localManifest(rec.digest);
       if (local) {
-        this.metrics.cacheRequests.inc({ kind: 'manifest', result: 'hit' });
+        this.count('manifest', 'hit');
         return { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: false };
       }
     }
@@ -202,24 +264,39 @@ export class MirrorService {
     if (rec && r.upstream.staleWhileRevalidate > 0 && age < r.upstream.tagTtl + r.upstream.staleWhileRevalidate) {
       const local = await this.localManifest(rec.digest);
       if (local) {
-        // Answer now; one background revalidation refreshes the record for the next client.
-        void this.flights.tags.run(key, () => this.revalidateTag(r, tag, rec)).catch(() => undefined);
-        this.metrics.cacheRequests.inc({ kind: 'manifest', result: 'hit' });
+        // Answer now; one background revalidation (joined by any other) refreshes the record
+        // for the next client. Its failures are the stale path's business, not this client's.
+        void this.flights.tags.join(key, () => this.revalidateTag(r, tag, rec)).promise.catch(() => undefined);
+        this.count('manifest', 'hit');
         return { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: false };
       }
     }
-    const { value, shared } = await this.flights.tags.run(key, () => this.revalidateTag(r, tag, rec));
-    if (shared) this.metrics.cacheRequests.inc({ kind: 'manifest', result: 'coalesced' });
-    return value;
+    let result: CacheResult = 'miss';
+    try {
+      this.checkNotFound(key, r);
+      const { promise, shared } = this.flights.tags.join(key, () => this.revalidateTag(r, tag, rec));
+      if (shared) result = 'coalesced';
+      const out = await promise;
+      // A stale answer is counted as stale whoever asked: that is the figure operators watch.
+      result = out.value.stale ? 'stale' : shared ? 'coalesced' : out.result;
+      return out.value;
+    } finally {
+      this.count('manifest', result);
+    }
   }
 
-  /** Ask upstream what the tag points at now; fetch what changed; fall back to stale on failure. */
-  private async revalidateTag(r: Routed, tag: string, rec: TagRecord | null): Promise<ManifestResult> {
+  /**
+   * Ask upstream what the tag points at now (HEAD, free on Docker Hub); fetch only what changed;
+   * on any upstream failure answer the last known manifest, marked stale. Never answers a digest
+   * whose manifest this mirror does not hold: a changed tag is fetched before it is answered.
+   */
+  private async revalidateTag(r: Routed, tag: string, rec: TagRecord | null): Promise<TagOutcome> {
     const client = this.client(r.upstream);
     const path = `/v2/${r.name}/manifests/${tag}`;
-    const nfKey = `${r.upstream.name}|${r.name}|${tag}`;
+    const key = `${r.upstream.name}|${r.name}|${tag}`;
     try {
-      if (!rec) this.checkNotFound(nfKey);
+      // Nothing cached and the pull budget spent: only a GET could answer, so answer 429 at once.
+      if (!rec) client.checkPullBudget(`GET ${path}`);
       const head = await client.request({ method: 'HEAD', path, kind: 'manifest', repository: r.name, headers: { accept: UPSTREAM_ACCEPT } });
       head.body.resume();
       const digest = header(head.headers, 'docker-content-digest');
@@ -228,56 +305,67 @@ export class MirrorService {
         if (rec && rec.digest === digest) {
           const local = await this.localManifest(digest);
           if (local) {
-            await this.meta.putTag(r.upstream.name, r.name, tag, { ...rec, checkedAt: now });
-            this.metrics.cacheRequests.inc({ kind: 'manifest', result: 'revalidated' });
-            this.staleForget(nfKey);
-            return { bytes: local.bytes, mediaType: local.mediaType, digest, stale: false };
+            await this.record(() => this.meta.putTag(r.upstream.name, r.name, tag, { ...rec, checkedAt: now }));
+            this.staleForget(key);
+            return { value: { bytes: local.bytes, mediaType: local.mediaType, digest, stale: false }, result: 'revalidated' };
           }
         }
-        const m = await this.manifestByDigest(r, digest);
-        await this.meta.putTag(r.upstream.name, r.name, tag, {
+        const got = await this.resolveDigest(r, digest);
+        const m = got.value;
+        await this.record(() => this.meta.putTag(r.upstream.name, r.name, tag, {
           digest, mediaType: m.mediaType, size: m.bytes.length, fetchedAt: now, checkedAt: now,
-        });
-        this.staleForget(nfKey);
-        return m;
+        }));
+        this.staleForget(key);
+        // The new digest was already held (another tag or repository): upstream was asked, the cache answered.
+        return { value: m, result: got.result === 'hit' ? 'revalidated' : got.result };
       }
       // No digest header: the only way to learn the digest is to GET by tag (counts as a pull).
       const m = await this.fetchManifest(r, tag, null);
-      await this.meta.putTag(r.upstream.name, r.name, tag, {
+      await this.record(() => this.meta.putTag(r.upstream.name, r.name, tag, {
         digest: m.digest, mediaType: m.mediaType, size: m.bytes.length, fetchedAt: now, checkedAt: now,
-      });
-      this.metrics.cacheRequests.inc({ kind: 'manifest', result: 'miss' });
-      return m;
+      }));
+      this.staleForget(key);
+      return { value: m, result: 'miss' };
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err;
-      if (err.kind === 'not-found' && r.upstream.notFoundTtl > 0) this.notFound.set(nfKey, this.now() + r.upstream.notFoundTtl);
+      this.rememberNotFound(key, r, err);
+      // A 404 is an answer, not a failure: the tag is gone upstream.
       if (rec && err.kind !== 'not-found') {
         const local = await this.localManifest(rec.digest);
         if (local) {
-          this.metrics.cacheRequests.inc({ kind: 'manifest', result: 'stale' });
-          const once = `${nfKey}|${err.kind}|${err.causeCode ?? err.status ?? ''}`;
-          if (!this.staleLogged.has(once)) {
-            this.staleLogged.add(once);
-            this.log.warn({ upstream: r.upstream.name, repository: r.name, tag, cause: err.kind, status: err.status, code: err.causeCode },
-              'upstream failed; serving the cached manifest stale');
-          }
-          return { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: true };
+          this.logStaleOnce(key, r, tag, err);
+          return { value: { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: true }, result: 'stale' };
         }
       }
-      throw toRegistryError(err, 'MANIFEST_UNKNOWN');
+      throw err;
     }
   }
 
-  private staleForget(prefix: string): void {
-    if (this.staleLogged.size === 0) return;
-    for (const k of this.staleLogged) if (k.startsWith(`${prefix}|`)) this.staleLogged.delete(k);
+  private logStaleOnce(key: string, r: Routed, tag: string, err: UpstreamError): void {
+    const once = `${key}|${err.kind}|${err.causeCode ?? err.status ?? ''}`;
+    if (this.staleLogged.has(once)) return;
+    this.staleLogged.set(once, true);
+    this.log.warn({ upstream: r.upstream.name, repository: r.name, tag, cause: err.kind, status: err.status, code: err.causeCode, reason: err.message },
+      'upstream failed; serving the cached manifest stale');
   }
 
-  private checkNotFound(key: string): void {
+  private staleForget(key: string): void {
+    if (this.staleLogged.size === 0) return;
+    for (const k of [...this.staleLogged.keys()]) if (k.startsWith(`${key}|`)) this.staleLogged.delete(k);
+  }
+
+  /** Throw the remembered 404 while it is fresh (`notFoundTtl`): no upstream request for it. */
+  private checkNotFound(key: string, r: Routed): void {
     const until = this.notFound.get(key);
     if (until === undefined) return;
-    if (until > this.now()) throw new UpstreamError(key.split('|')[0] ?? '', 'not-found', 'remembered as not found upstream');
+    if (until > this.now()) throw new UpstreamError(r.upstream.name, 'not-found', 'remembered as not found upstream');
     this.notFound.delete(key);
+  }
+
+  private rememberNotFound(key: string, r: Routed, err: unknown): void {
+    if (err instanceof UpstreamError && err.kind === 'not-found' && err.status === 404 && r.upstream.notFoundTtl > 0) {
+      this.notFound.set(key, this.now() + r.upstream.notFoundTtl);
+    }
   }
 
   /**
@@ -306,7 +394,10 @@ export class MirrorService {
       }
     } catch (err) {
       if (err instanceof UpstreamError) throw err;
-      throw new UpstreamError(r.upstream.name, 'unavailable', `manifest ${reference}: body cut: ${(err as Error).message}`);
+      const code = (err as { code?: unknown }).code;
+      throw new UpstreamError(r.upstream.name, 'unavailable', `manifest ${reference}: body cut: ${(err as Error).message}`, {
+        ...(typeof code === 'string' ? { causeCode: code } : {}),
+      });
     }
     this.metrics.upstreamBytes.inc({ upstream: r.upstream.name }, total);
     const bytes = Buffer.concat(chunks, total);
@@ -320,15 +411,33 @@ export class MirrorService {
     const ctype = header(res.headers, 'content-type')?.split(';')[0]?.trim();
     const mediaType = ctype && MANIFEST_TYPES.includes(ctype) ? ctype : (sniffMediaType(bytes) ?? ctype ?? 'application/octet-stream');
     await this.storeManifest(digest, bytes, mediaType);
-    await this.meta.link(r.upstream.name, r.name, digest, this.now());
+    await this.record(() => this.meta.link(r.upstream.name, r.name, digest, this.now()));
     return { bytes, mediaType, digest, stale: false };
   }
 
   private async storeManifest(digest: string, bytes: Buffer, mediaType: string): Promise<void> {
     this.manifestCache.set(digest, { bytes, mediaType });
-    await this.driver.putBlobBuffer(digest, bytes);
-    await this.meta.putManifest(digest, { mediaType, size: bytes.length });
-    this.hooks?.stored(digest, bytes.length, 'manifest');
+    const stored = await this.record(async () => {
+      await this.driver.putBlobBuffer(digest, bytes);
+      await this.meta.putManifest(digest, { mediaType, size: bytes.length });
+    });
+    if (stored) this.hooks?.stored(digest, bytes.length, 'manifest');
+  }
+
+  /**
+   * Write a record or a manifest; when the disk is full (ENOSPC) tell the lifecycle layer and go
+   * on without it, so the client is still answered (from memory, or by asking upstream again
+   * next time). Any other failure is thrown. Returns whether the write happened.
+   */
+  private async record(write: () => Promise<void>): Promise<boolean> {
+    try {
+      await write();
+      return true;
+    } catch (err) {
+      if (!isNoSpace(err)) throw err;
+      this.hooks?.storageFull?.(err, null);
+      return false;
+    }
   }
 
   private linkLater(r: Routed, digest: string): void {
@@ -351,42 +460,82 @@ export class MirrorService {
   async getBlob(r: Routed, digest: string): Promise<BlobHandle> {
     const c = checkDigest(digest);
     if (!c.ok) throw registryError('DIGEST_INVALID', c.reason);
-    const local = await this.driver.statBlob(digest);
-    if (local) {
-      this.metrics.cacheRequests.inc({ kind: 'blob', result: 'hit' });
-      this.hooks?.accessed(digest);
+    for (let attempt = 0; ; attempt++) {
+      const local = await this.driver.statBlob(digest);
+      if (local) {
+        if (attempt === 0) this.count('blob', 'hit');
+        this.hooks?.accessed(digest);
+        return {
+          digest, size: local.size, source: 'cache',
+          open: async (range) => {
+            const got = await this.driver.readBlob(digest, range);
+            if (got) return got.stream;
+            // Evicted between the stat and the open (lifecycle layer): fetch it again rather
+            // than fail a client that has not been sent a byte yet.
+            return (await this.getBlob(r, digest)).open(range);
+          },
+        };
+      }
+      let pending = this.flights.blobs.get(digest);
+      const shared = pending !== undefined;
+      // Disk full (lifecycle layer): no fill to join or start; this client gets its own stream.
+      if (!pending && this.hooks?.canStore?.() === false) return this.streamThrough(r, digest, attempt === 0);
+      if (!pending) pending = this.beginFill(r, digest);
+      if (attempt === 0) this.count('blob', shared ? 'coalesced' : 'miss');
+      let fill: BlobFill;
+      try {
+        fill = await pending;
+      } catch (err) {
+        if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
+        if (isNoSpace(err)) {
+          // Not even the spool file could be created: stream this one through.
+          this.hooks?.storageFull?.(err, null);
+          return this.streamThrough(r, digest, false);
+        }
+        throw err;
+      }
+      if (fill.state === 'failed' && isNoSpace(fill.error)) return this.streamThrough(r, digest, false);
+      if (fill.state === 'failed') {
+        // It failed before this client could read a byte: forget it, and (once) start afresh
+        // rather than hand the client another request's failure.
+        if (this.flights.blobs.get(digest) === pending) this.flights.blobs.delete(digest);
+        if (shared && attempt === 0) continue;
+        throw toRegistryError(asUpstreamError(fill, r), 'BLOB_UNKNOWN');
+      }
+      if (fill.state === 'done') {
+        // Committed meanwhile: the store has it.
+        return { digest, size: fill.written, source: 'cache', open: async (range) => this.openStored(digest, range) };
+      }
       return {
-        digest, size: local.size, source: 'cache',
+        digest, size: fill.size, source: 'upstream',
         open: async (range) => {
-          const got = await this.driver.readBlob(digest, range);
-          if (!got) throw registryError('BLOB_UNKNOWN', 'blob was removed while being opened');
-          return got.stream;
+          // Between the handle and the open the fill may have ended: committed bytes come from
+          // the store; a failure is answered as one (no bytes were sent yet), except a full disk,
+          // which this client gets round by streaming the blob through.
+          if (fill.state === 'failed' && isNoSpace(fill.error)) return (await this.streamThrough(r, digest, false)).open(range);
+          if (fill.state === 'failed') throw toRegistryError(asUpstreamError(fill, r), 'BLOB_UNKNOWN');
+          if (fill.state === 'done') return this.openStored(digest, range);
+          return fill.reader(range?.start ?? 0, range?.end ?? null);
         },
       };
     }
-    let pending = this.flights.blobs.get(digest);
-    let shared = true;
-    if (!pending) {
-      shared = false;
-      pending = this.startFill(r, digest);
-      this.flights.blobs.set(digest, pending);
-      pending.catch(() => this.flights.blobs.delete(digest));
-    }
-    this.metrics.cacheRequests.inc({ kind: 'blob', result: shared ? 'coalesced' : 'miss' });
-    let fill: BlobFill;
-    try {
-      fill = await pending;
-    } catch (err) {
-      if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
-      throw err;
-    }
-    return {
-      digest, size: fill.size, source: 'upstream',
-      open: async (range) => {
-        if (fill.state === 'failed') throw toRegistryError(fill.error as UpstreamError, 'BLOB_UNKNOWN');
-        return fill.reader(range?.start ?? 0, range?.end ?? null);
-      },
+  }
+
+  private async openStored(digest: string, range: ByteRange | undefined): Promise<Readable> {
+    const got = await this.driver.readBlob(digest, range);
+    if (!got) throw registryError('BLOB_UNKNOWN', 'blob was removed while being opened');
+    return got.stream;
+  }
+
+  /** Start the fill for a digest and list it, so every later client joins it until it ends. */
+  private beginFill(r: Routed, digest: string): Promise<BlobFill> {
+    const pending = this.startFill(r, digest);
+    this.flights.blobs.set(digest, pending);
+    const forget = (): void => {
+      if (this.flights.blobs.get(digest) === pending) this.flights.blobs.delete(digest);
     };
+    pending.then((fill) => fill.finished.then(forget, forget), forget);
+    return pending;
   }
 
   private async startFill(r: Routed, digest: string): Promise<BlobFill> {
@@ -406,13 +555,47 @@ export class MirrorService {
       .run(res.body as AsyncIterable<Buffer>, { commit: (spool, d) => this.driver.commitBlob(spool, d) }, (n) =>
         this.metrics.upstreamBytes.inc({ upstream: upstreamName }, n))
       .then(() => {
-        this.flights.blobs.delete(digest);
         if (fill.state === 'done') this.hooks?.stored(digest, fill.written, 'blob');
+        if (fill.state === 'failed' && isNoSpace(fill.error)) this.hooks?.storageFull?.(fill.error, fill.size);
         if (fill.state === 'failed') {
           this.log.warn({ upstream: upstreamName, digest, err: fill.error?.message }, 'blob fill failed; nothing was cached');
         }
       });
     return fill;
+  }
+
+  /**
+   * Degraded mode while the disk is full: this client's own upstream GET, streamed straight
+   * through, hash-checked and not stored (src/storage/verify-stream.ts). One upstream request per
+   * client until space returns, which is the price of still answering at all.
+   */
+  private async streamThrough(r: Routed, digest: string, count: boolean): Promise<BlobHandle> {
+    if (count) this.count('blob', 'miss');
+    let res;
+    try {
+      res = await this.client(r.upstream).request({ method: 'GET', path: `/v2/${r.name}/blobs/${digest}`, kind: 'blob', repository: r.name });
+    } catch (err) {
+      if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
+      throw err;
+    }
+    const body = res.body;
+    const len = header(res.headers, 'content-length');
+    const size = len !== undefined && /^\d+$/.test(len) ? Number(len) : null;
+    const upstreamName = r.upstream.name;
+    // A handle that is never opened (the request failed on a bad Range) must not hold the connection.
+    const abandon = setTimeout(() => body.destroy(), STREAM_THROUGH_OPEN_MS);
+    abandon.unref();
+    return {
+      digest, size, source: 'upstream',
+      open: async (range) => {
+        clearTimeout(abandon);
+        return verifiedStream(body as AsyncIterable<Buffer>, {
+          digest, size, ...(range ? { range } : {}),
+          mismatch: (reason) => new UpstreamError(upstreamName, 'integrity', `blob ${digest}: ${reason}`),
+          onBytes: (n) => this.metrics.upstreamBytes.inc({ upstream: upstreamName }, n),
+        });
+      },
+    };
   }
 
   /** Size of a blob without downloading it: the store, a running fill, or an upstream HEAD. */
@@ -421,7 +604,7 @@ export class MirrorService {
     if (!c.ok) throw registryError('DIGEST_INVALID', c.reason);
     const local = await this.driver.statBlob(digest);
     if (local) {
-      this.metrics.cacheRequests.inc({ kind: 'blob', result: 'hit' });
+      this.count('blob', 'hit');
       return { size: local.size, source: 'cache' };
     }
     const running = this.flights.blobs.get(digest);
@@ -438,6 +621,43 @@ export class MirrorService {
       if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
       throw err;
     }
+  }
+
+  /**
+   * Pre-warm: make sure a blob is in the store without reading it. Cached: nothing to do. Else
+   * start, or join, the one fill for the digest (the same one clients join) and wait until it
+   * commits. `beforeFetch` runs only when this call would start a new upstream download, so a
+   * budget check there can still stop it. Throws UpstreamError when the fill fails.
+   */
+  async ensureBlob(r: Routed, digest: string, beforeFetch?: () => void): Promise<'cached' | 'fetched' | 'joined'> {
+    if (await this.driver.statBlob(digest)) {
+      this.hooks?.accessed(digest);
+      return 'cached';
+    }
+    let pending = this.flights.blobs.get(digest);
+    const shared = pending !== undefined;
+    if (!pending) {
+      beforeFetch?.();
+      pending = this.beginFill(r, digest);
+    }
+    const fill = await pending;
+    await fill.finished.catch(() => {
+      throw asUpstreamError(fill, r);
+    });
+    return shared ? 'joined' : 'fetched';
+  }
+
+  /**
+   * Pre-warm: the digest a tag points at upstream now, from one HEAD (free on Docker Hub). No GET,
+   * no cache, no stale fallback: null when the upstream sends no digest. Throws UpstreamError.
+   */
+  async resolveTag(r: Routed, tag: string): Promise<string | null> {
+    const res = await this.client(r.upstream).request({
+      method: 'HEAD', path: `/v2/${r.name}/manifests/${tag}`, kind: 'manifest', repository: r.name, headers: { accept: UPSTREAM_ACCEPT },
+    });
+    res.body.resume();
+    const digest = header(res.headers, 'docker-content-digest');
+    return digest !== undefined && checkDigest(digest).ok ? digest : null;
   }
 
   // ---------------------------------------------------------------- tags, catalog
@@ -482,4 +702,14 @@ export class MirrorService {
     const repos = await this.meta.repositories();
     return repos.map(([u, n]) => publicName(u, n)).sort();
   }
+}
+
+/** How long a streamed-through blob's upstream response waits to be opened before it is let go. */
+const STREAM_THROUGH_OPEN_MS = 30_000;
+
+/** The error a failed fill ended with, as the upstream failure it stands for. */
+function asUpstreamError(fill: BlobFill, r: Routed): UpstreamError {
+  const e = fill.error;
+  if (e instanceof UpstreamError) return e;
+  return new UpstreamError(r.upstream.name, 'unavailable', `blob ${fill.digest}: download failed: ${e?.message ?? 'unknown error'}`);
 }

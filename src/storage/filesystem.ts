@@ -98,8 +98,14 @@ export class FilesystemDriver implements StorageDriver {
     const dest = this.blobPath(digest);
     await mkdir(dirname(dest), { recursive: true });
     const spool = this.spoolPath();
-    await writeDurable(spool, data);
-    await rename(spool, dest);
+    try {
+      await writeDurable(spool, data);
+      await rename(spool, dest);
+    } catch (err) {
+      // A full disk must not leave half a manifest in the spool.
+      await rm(spool, { force: true });
+      throw err;
+    }
   }
 
   async deleteBlob(digest: string): Promise<boolean> {
@@ -112,13 +118,15 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async *listBlobs(): AsyncIterable<{ digest: string; size: number }> {
+  async *listBlobs(): AsyncIterable<{ digest: string; size: number; mtimeMs: number }> {
     for (const algorithm of await readdirSafe(this.blobRoot)) {
       for (const shard of await readdirSafe(join(this.blobRoot, algorithm))) {
         for (const hex of await readdirSafe(join(this.blobRoot, algorithm, shard))) {
           try {
             const s = await stat(join(this.blobRoot, algorithm, shard, hex));
-            yield { digest: `${algorithm}:${hex}`, size: s.size };
+            // mtimeMs (commit time) is extra to the interface: the lifecycle layer's fallback
+            // for a last access that was not persisted before a crash.
+            yield { digest: `${algorithm}:${hex}`, size: s.size, mtimeMs: s.mtimeMs };
           } catch (err) {
             if (!isNotFound(err)) throw err;
           }
@@ -145,8 +153,13 @@ export class FilesystemDriver implements StorageDriver {
     const dest = this.metaPath(key);
     await mkdir(dirname(dest), { recursive: true });
     const tmp = `${dest}.${randomBytes(6).toString('hex')}.tmp`;
-    await writeDurable(tmp, value);
-    await rename(tmp, dest);
+    try {
+      await writeDurable(tmp, value);
+      await rename(tmp, dest);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
   }
 
   async deleteMeta(key: string): Promise<boolean> {
@@ -170,6 +183,30 @@ export class FilesystemDriver implements StorageDriver {
       }
     };
     yield* walk(base ? join(this.metaRoot, base) : this.metaRoot, base ? `${base}/` : '');
+  }
+
+  /**
+   * Spool files not written for `olderThanMs`: a fill in flight writes continuously (and times
+   * out long before), so these were left by a failure. Removed unless dryRun. (Start-up removes
+   * every spool file; this is for a server that has been running.)
+   */
+  async sweepSpool(olderThanMs: number, dryRun: boolean): Promise<{ files: number; bytes: number }> {
+    const cutoff = Date.now() - olderThanMs;
+    let files = 0;
+    let bytes = 0;
+    for (const name of await readdirSafe(this.spoolRoot)) {
+      const path = join(this.spoolRoot, name);
+      try {
+        const s = await stat(path);
+        if (!s.isFile() || s.mtimeMs >= cutoff) continue;
+        if (!dryRun) await unlink(path);
+        files += 1;
+        bytes += s.size;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return { files, bytes };
   }
 
   async writable(): Promise<boolean> {

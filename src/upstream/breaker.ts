@@ -43,6 +43,11 @@ export class Breaker {
     if (this.openedAt !== null || this.fails >= this.maxFails) this.openedAt = this.now();
   }
 
+  /** Consecutive outages seen so far (0 after any answer that is not an outage). */
+  get failures(): number {
+    return this.fails;
+  }
+
   /** Seconds until a probe is allowed. */
   retryIn(): number {
     if (this.openedAt === null) return 0;

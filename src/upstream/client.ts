@@ -5,6 +5,7 @@
  * answer, and a breaker that keeps a dead upstream off the request path.
  * What lives here: transport and auth. What does not: caching policy (src/registry/).
  */
+import type { LookupFunction } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import type { UpstreamConfig } from '../config/types.js';
@@ -49,6 +50,17 @@ export function header(h: Headers, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+export interface UpstreamClientDeps {
+  metrics: Metrics;
+  log: Logger;
+  now?: () => number;
+  /**
+   * Host-name resolution for new connections; the system resolver when absent. A test seam: a
+   * test injects a resolver that fails as getaddrinfo does (ENOTFOUND) instead of touching DNS.
+   */
+  lookup?: LookupFunction;
+}
+
 export class UpstreamClient {
   readonly name: string;
   readonly rateLimit: RateLimitState;
@@ -62,16 +74,17 @@ export class UpstreamClient {
 
   constructor(
     readonly config: UpstreamConfig,
-    private readonly deps: { metrics: Metrics; log: Logger; now?: () => number },
+    private readonly deps: UpstreamClientDeps,
   ) {
     this.name = config.name;
     this.base = new URL(config.url.replace(/\/+$/, ''));
     this.now = deps.now ?? Date.now;
     this.rateLimit = new RateLimitState(this.now);
     this.breaker = new Breaker(config.maxFails, config.failTimeout, this.now);
+    // `connections` caps the sockets of each origin this upstream uses (registry, CDN, token realm).
     this.agent = new Agent({
       connections: config.maxConnections,
-      connect: { timeout: config.connectTimeout },
+      connect: { timeout: config.connectTimeout, ...(deps.lookup ? { lookup: deps.lookup } : {}) },
       headersTimeout: config.headersTimeout,
       bodyTimeout: config.bodyTimeout,
       keepAliveTimeout: 30_000,
@@ -85,17 +98,14 @@ export class UpstreamClient {
   /**
    * Send a request, authenticating and following redirects as needed. Resolves only with a 2xx
    * response (whose body the caller must consume or destroy); every failure is an UpstreamError.
+   *
+   * Two gates come first and cost the upstream nothing: while the pull budget is spent no
+   * manifest GET goes out (HEADs still do: they are free and keep the numbers fresh), and while
+   * the breaker is open nothing goes out at all.
    */
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const what = `${req.method} ${req.path}`;
-    if (req.kind === 'manifest' && req.method === 'GET') {
-      const wait = this.rateLimit.blockedFor();
-      if (wait > 0) {
-        throw new UpstreamError(this.name, 'rate-limited', `${this.name} pull budget spent; not sending ${what}`, {
-          retryAfter: wait,
-        });
-      }
-    }
+    if (req.kind === 'manifest' && req.method === 'GET') this.checkPullBudget(what);
     if (!this.breaker.allow()) {
       this.deps.metrics.upstreamUp.set({ upstream: this.name }, 0);
       throw new UpstreamError(this.name, 'unavailable', `${this.name} is failing; breaker open for ${this.breaker.retryIn()}s`, {
@@ -103,33 +113,56 @@ export class UpstreamClient {
         retryAfter: this.breaker.retryIn(),
       });
     }
+    let res: UpstreamResponse;
     try {
-      const res = await this.sendAuthenticated(req);
-      this.noteOutcome(res.status);
-      if (res.status >= 200 && res.status < 300) return res;
-      const retryAfter = parseRetryAfter(header(res.headers, 'retry-after'));
-      await res.body.dump().catch(() => undefined);
-      if (res.status === 429) this.rateLimit.markExhausted(retryAfter);
-      this.publishRateLimit();
-      throw fromStatus(this.name, res.status, what, retryAfter);
+      res = await this.sendAuthenticated(req);
     } catch (err) {
-      if (err instanceof UpstreamError) throw err;
+      if (!(err instanceof UpstreamError)) {
+        const code = (err as { code?: unknown } | undefined)?.code;
+        this.deps.metrics.upstreamRequests.inc({
+          upstream: this.name, method: req.method, kind: req.kind, status: typeof code === 'string' ? code : 'error',
+        });
+      }
+      // Socket, DNS and timeout errors, and a token endpoint that is down, are outages.
       const e = fromNetworkError(this.name, err, what);
-      this.breaker.failure();
-      this.deps.metrics.upstreamUp.set({ upstream: this.name }, 0);
-      this.deps.metrics.upstreamRequests.inc({ upstream: this.name, method: req.method, kind: req.kind, status: e.causeCode ?? 'error' });
+      this.settle(e.isOutage);
       throw e;
+    }
+    if (res.status >= 200 && res.status < 300) {
+      this.settle(false);
+      return res;
+    }
+    const retryAfter = parseRetryAfter(header(res.headers, 'retry-after'));
+    await res.body.dump().catch(() => undefined);
+    if (res.status === 429) {
+      this.rateLimit.markExhausted(retryAfter);
+      this.publishRateLimit();
+    }
+    // A 429 answers with how long this mirror will now hold back, whatever the upstream said.
+    const e = fromStatus(this.name, res.status, what, res.status === 429 ? this.rateLimit.blockedFor() : retryAfter);
+    this.settle(e.isOutage);
+    throw e;
+  }
+
+  /**
+   * Throw the rate-limited error (with how long to wait) while the pull budget is spent. The
+   * cache policy also asks before work that could only end in a manifest GET.
+   */
+  checkPullBudget(what: string): void {
+    const wait = this.rateLimit.blockedFor();
+    if (wait > 0) {
+      throw new UpstreamError(this.name, 'rate-limited', `${this.name} pull budget spent; not sending ${what}`, { retryAfter: wait });
     }
   }
 
-  private noteOutcome(status: number): void {
-    if (status >= 500) {
-      this.breaker.failure();
-      this.deps.metrics.upstreamUp.set({ upstream: this.name }, 0);
-    } else {
-      this.breaker.success();
-      this.deps.metrics.upstreamUp.set({ upstream: this.name }, 1);
-    }
+  /**
+   * Feed one request's outcome to the breaker and `berth_upstream_up`. Every request that got
+   * past the breaker settles exactly once, so a half-open probe always resolves the breaker.
+   */
+  private settle(outage: boolean): void {
+    if (outage) this.breaker.failure();
+    else this.breaker.success();
+    this.deps.metrics.upstreamUp.set({ upstream: this.name }, outage ? 0 : 1);
   }
 
   private publishRateLimit(): void {

@@ -2,6 +2,11 @@
  * What the mirror knows about an upstream's pull budget. Docker Hub reports it on every manifest
  * GET and HEAD as `ratelimit-limit: 100;w=21600` / `ratelimit-remaining: 76;w=21600`; no headers
  * means unlimited. A 429 marks the upstream exhausted until Retry-After or the window's end.
+ *
+ * A 429 without Retry-After falls back to the reported window, which on Docker Hub is six hours.
+ * Such a block is lifted early as soon as the upstream itself reports pulls left again (the free
+ * HEADs of tag revalidation keep reporting it), so one abuse-limit 429 cannot stall pulls for
+ * the whole window. A Retry-After is the upstream's explicit instruction and is always honoured.
  */
 export interface RateLimitSnapshot {
   limit: number | null;
@@ -25,6 +30,8 @@ export function parseRateLimitHeader(v: string | string[] | undefined): { value:
 
 export class RateLimitState {
   private snap: RateLimitSnapshot = { limit: null, remaining: null, window: null, observedAt: null, exhaustedUntil: null };
+  /** The current block came from an explicit Retry-After: nothing lifts it early. */
+  private firm = false;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -41,8 +48,9 @@ export class RateLimitState {
       window: remaining?.window ?? limit?.window ?? this.snap.window,
       observedAt: t,
     };
-    if (remaining && remaining.value > 0 && this.snap.exhaustedUntil !== null && this.snap.exhaustedUntil <= t) {
+    if (remaining && remaining.value > 0 && this.snap.exhaustedUntil !== null && (this.snap.exhaustedUntil <= t || !this.firm)) {
       this.snap.exhaustedUntil = null;
+      this.firm = false;
     }
   }
 
@@ -51,6 +59,7 @@ export class RateLimitState {
     const t = this.now();
     const seconds = retryAfterSeconds ?? this.snap.window ?? 60;
     this.snap = { ...this.snap, remaining: 0, exhaustedUntil: t + seconds * 1000 };
+    this.firm = retryAfterSeconds !== undefined;
   }
 
   /** Seconds until GETs may be sent again; 0 when they may be sent now. */

@@ -98,8 +98,10 @@ describe('defaults', () => {
       anonymous: { pull: false, networks: [] },
       policy: [],
     });
-    assert.deepEqual(cfg.redis, { url: null });
-    assert.deepEqual(cfg.prewarm, { schedule: '0 */6 * * *', reservePulls: 10, concurrency: 2, images: [] });
+    assert.deepEqual(cfg.redis, { url: null, prefix: 'berth' });
+    assert.deepEqual(cfg.prewarm, {
+      schedule: '0 */6 * * *', reservePulls: 10, concurrency: 2, attempts: 5, retryDelay: 30_000, lockDuration: 30_000, images: [],
+    });
     assert.deepEqual(cfg.metrics, { enabled: true });
     assert.deepEqual(cfg.log, { level: 'info' });
 

@@ -1,13 +1,112 @@
 /**
- * Liveness and readiness. /healthz: the process answers. /readyz: storage takes writes, the
- * config loaded, and every registered check (Redis when configured) passes; the JSON body names
- * what is not ready.
+ * Liveness, readiness and the Prometheus endpoint.
+ *  - /healthz: the process answers (200 `{"status":"ok"}` while it runs).
+ *  - /readyz: storage takes writes, the config loaded, and every registered check (Redis when
+ *    configured, disk-full from the lifecycle layer…) passes. 200 when ready, 503 when not; the
+ *    JSON body names every check and lists what is not ready (`failing`) and what is degraded but
+ *    still serving (`degraded`: a check registered with `required: false`).
+ *  - /metrics: the one Registry, in Prometheus text format.
  */
 import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+
+export interface CheckResult {
+  ok: boolean;
+  /** What is wrong (or, when ok, a fact worth showing), in words an operator can act on. */
+  detail?: string;
+}
 
 export interface ReadinessCheck {
+  /** Short key in the body: `redis`, `disk-full`… */
   name: string;
-  check(): Promise<{ ok: boolean; detail?: string }>;
+  /**
+   * Whether a failure makes the instance not ready (503). Default true. A check that describes a
+   * degraded but serving state (disk full: cached content is still served) sets false, so the
+   * load balancer keeps sending traffic while the body still says what is wrong.
+   */
+  required?: boolean;
+  check(): Promise<CheckResult>;
+}
+
+export interface ReadinessReport {
+  status: 'ready' | 'degraded' | 'not ready';
+  checks: Record<string, CheckResult & { required: boolean }>;
+  /** Names of required checks that failed. */
+  failing: string[];
+  /** Names of optional checks that failed. */
+  degraded: string[];
+}
+
+/** How long one check may take before it counts as failed: a probe must answer quickly. */
+const CHECK_TIMEOUT_MS = 2_000;
+
+async function runCheck(c: ReadinessCheck): Promise<CheckResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<CheckResult>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, detail: `${c.name} check did not answer within ${CHECK_TIMEOUT_MS} ms` }), CHECK_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([c.check(), timeout]);
+  } catch (err) {
+    return { ok: false, detail: err instanceof Error ? err.message : String(err) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function readiness(app: FastifyInstance): Promise<ReadinessReport> {
+  const all: ReadinessCheck[] = [
+    // Reaching this code means the configuration loaded and validated.
+    { name: 'config', check: async () => ({ ok: true }) },
+    {
+      name: 'storage',
+      check: async () =>
+        (await app.driver.writable())
+          ? { ok: true }
+          : { ok: false, detail: `storage (${app.driver.name} at storage.root) does not take writes: check the volume and its permissions` },
+    },
+    ...app.readiness,
+  ];
+  const results = await Promise.all(all.map(async (c) => [c, await runCheck(c)] as const));
+  const report: ReadinessReport = { status: 'ready', checks: {}, failing: [], degraded: [] };
+  for (const [c, r] of results) {
+    const required = c.required !== false;
+    report.checks[c.name] = { ...r, required };
+    if (!r.ok) (required ? report.failing : report.degraded).push(c.name);
+  }
+  report.status = report.failing.length > 0 ? 'not ready' : report.degraded.length > 0 ? 'degraded' : 'ready';
+  return report;
+}
+
+/**
+ * Redis answers PING. A short-lived connection per check: no connection to keep or close, and
+ * a Redis that went away and came back is seen at once. Used when `redis.url` is set and no
+ * other component registered a `redis` check.
+ */
+export function redisCheck(url: string): ReadinessCheck {
+  return {
+    name: 'redis',
+    async check() {
+      const client = new Redis(url, {
+        lazyConnect: true,
+        connectTimeout: CHECK_TIMEOUT_MS,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: false,
+        retryStrategy: () => null,
+      });
+      // Errors surface through connect()/ping(); without a listener ioredis would print them.
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        const pong = await client.ping();
+        return pong === 'PONG' ? { ok: true } : { ok: false, detail: `redis answered PING with ${pong}` };
+      } catch (err) {
+        return { ok: false, detail: `redis (redis.url) is not reachable: ${err instanceof Error ? err.message : String(err)}` };
+      } finally {
+        client.disconnect();
+      }
+    },
+  };
 }
 
 export async function healthRoutes(app: FastifyInstance): Promise<void> {
@@ -17,23 +116,12 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
   });
   app.get('/readyz', async (request, reply) => {
     request.routeLabel = 'readyz';
-    const checks: Record<string, { ok: boolean; detail?: string }> = {
-      config: { ok: true },
-      storage: (await app.driver.writable()) ? { ok: true } : { ok: false, detail: `storage ${app.driver.name} is not writable` },
-    };
-    for (const c of app.readiness) {
-      try {
-        checks[c.name] = await c.check();
-      } catch (err) {
-        checks[c.name] = { ok: false, detail: (err as Error).message };
-      }
-    }
-    const ready = Object.values(checks).every((c) => c.ok);
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
+    const report = await readiness(app);
+    return reply.code(report.status === 'not ready' ? 503 : 200).send(report);
   });
   app.get('/metrics', async (request, reply) => {
     request.routeLabel = 'metrics';
-    if (!app.config.metrics.enabled) return reply.code(404).send({ errors: [{ code: 'NAME_UNKNOWN', message: 'metrics are disabled' }] });
+    if (!app.config.metrics.enabled) return reply.code(404).send({ errors: [{ code: 'NAME_UNKNOWN', message: 'metrics are disabled (metrics.enabled)' }] });
     return reply.type(app.metrics.registry.contentType).send(await app.metrics.registry.metrics());
   });
 }

@@ -4,6 +4,8 @@
  * (src/registry/routing.ts), authorized, and answered from MirrorService. Push and delete answer
  * 405 UNSUPPORTED unless a feature enables them.
  */
+import { ReadStream, read as readFd } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -74,9 +76,12 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
 
     if (route.kind === 'upload') throw registryError('UNSUPPORTED', 'this mirror is read-only: pushes go to the upstream registry');
     if (method === 'DELETE') {
+      // An operation the mirror does not offer is 405 for everyone; only a real delete is authorized.
+      if (route.kind !== 'manifest' || !app.manifestDelete) {
+        throw registryError('UNSUPPORTED', 'deletion is not enabled on this mirror (storage.deleteEnabled)');
+      }
       await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, access(['delete']));
-      if (route.kind === 'manifest' && app.manifestDelete) return app.manifestDelete(routed, route.reference, reply);
-      throw registryError('UNSUPPORTED', 'deletion is not enabled on this mirror (storage.deleteEnabled)');
+      return app.manifestDelete(routed, route.reference, reply);
     }
     if (method !== 'GET' && method !== 'HEAD') throw registryError('UNSUPPORTED', `${method} is not supported by this mirror`);
     await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, access(['pull']));
@@ -149,6 +154,8 @@ async function blob(app: FastifyInstance, request: FastifyRequest, reply: Fastif
   }
   const stream = await h.open(range);
   const length = headers['content-length'] ? Number(headers['content-length']) : null;
+  const fd = fileDescriptor(stream);
+  if (fd !== null && length !== null) return sendFile(app, request, reply, status, headers, stream, fd, range?.start ?? 0, length, h.source);
   return sendStream(app, request, reply, status, headers, stream, h.source, length);
 }
 
@@ -173,6 +180,140 @@ async function sendStream(
     request.log.info({ err: (err as Error).message, digest: headers['docker-content-digest'] }, 'blob response ended early');
     res.destroy();
   } finally {
+    recordRequest(app, request, status);
+  }
+}
+
+/**
+ * The descriptor behind a body that is a plain file not yet read from (a cached blob opened by the
+ * filesystem driver), else null. Like a server that hands file bodies to sendfile, the blob route
+ * recognises a file and sends it the cheapest way Node offers (sendFile below); every other body
+ * (a fill in progress, another driver) goes through sendStream.
+ */
+function fileDescriptor(stream: Readable): number | null {
+  if (!(stream instanceof ReadStream) || stream.bytesRead !== 0 || stream.readableFlowing !== null) return null;
+  const fd: unknown = (stream as ReadStream & { fd?: unknown }).fd;
+  return typeof fd === 'number' ? fd : null;
+}
+
+/** Read-buffer sizes for file bodies: largest while few blobs are in flight, smaller under load. */
+const FILE_CHUNK_MAX = 512 * 1024;
+const FILE_CHUNK_MIN = 64 * 1024;
+/** Memory the file bodies' buffers may take together before chunks shrink (and the pool keeps). */
+const FILE_BUFFER_BUDGET = 32 * 1024 * 1024;
+
+/**
+ * Buffers for file bodies, reused from one response to the next: no fresh allocation per chunk,
+ * no page faults on new memory, no garbage for the collector. Two per response.
+ */
+class ChunkPool {
+  private readonly free = new Map<number, Buffer[]>();
+  private kept = 0;
+  active = 0;
+
+  /** Two chunks per response must fit the budget; at least FILE_CHUNK_MIN. */
+  chunkSize(): number {
+    let size = FILE_CHUNK_MAX;
+    while (size > FILE_CHUNK_MIN && 2 * size * (this.active + 1) > FILE_BUFFER_BUDGET) size /= 2;
+    return size;
+  }
+
+  take(size: number): Buffer {
+    const b = this.free.get(size)?.pop();
+    if (b === undefined) return Buffer.allocUnsafeSlow(size);
+    this.kept -= size;
+    return b;
+  }
+
+  give(b: Buffer): void {
+    if (this.kept + b.length > FILE_BUFFER_BUDGET) return;
+    const list = this.free.get(b.length) ?? [];
+    list.push(b);
+    this.free.set(b.length, list);
+    this.kept += b.length;
+  }
+}
+
+const chunks = new ChunkPool();
+
+function readAt(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    readFd(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+/**
+ * Resolves once the socket has taken the bytes (so the buffer may be reused). Rejects when the
+ * client goes away: a write to a response whose socket is already gone never calls back.
+ */
+function writeChunk(res: ServerResponse, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (res.destroyed) {
+      reject(new Error('the client went away'));
+      return;
+    }
+    const gone = (): void => reject(new Error('the client went away'));
+    res.once('close', gone);
+    res.write(chunk, (err) => {
+      res.removeListener('close', gone);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}
+
+/**
+ * A cached blob: `length` bytes of the file from `start`, read in large chunks into two pooled
+ * buffers, each written to the socket while the next is read. Against
+ * `pipeline(createReadStream(1 MiB), res)` this measured about a quarter less CPU per byte and
+ * a third of the memory at 32 clients (docs/benchmarks.md). The stream is never read; it is
+ * destroyed at the end, which closes the file.
+ */
+async function sendFile(
+  app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, status: number,
+  headers: Record<string, string>, stream: Readable, fd: number, start: number, length: number,
+  source: 'cache' | 'upstream',
+): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(status, headers);
+  const size = chunks.chunkSize();
+  chunks.active += 1;
+  let a = chunks.take(size);
+  let b = chunks.take(size);
+  let clean = false;
+  try {
+    const end = start + length;
+    let pos = start;
+    let n = length > 0 ? await readAt(fd, a, Math.min(size, end - pos), pos) : 0;
+    while (n > 0) {
+      pos += n;
+      const wrote = writeChunk(res, n === a.length ? a : a.subarray(0, n));
+      const next = pos < end ? readAt(fd, b, Math.min(size, end - pos), pos) : Promise.resolve(0);
+      // Both must settle before either buffer is touched again.
+      const [w, r] = await Promise.allSettled([wrote, next]);
+      if (w.status === 'rejected') throw w.reason;
+      if (r.status === 'rejected') throw r.reason;
+      n = r.value;
+      [a, b] = [b, a];
+    }
+    if (pos !== end) throw new Error(`blob file ended after ${pos - start} of ${length} bytes`);
+    clean = true;
+    res.end();
+    app.metrics.servedBytes.inc({ source }, length);
+  } catch (err) {
+    // A client that went away, or a read that failed: the response is cut short, never completed
+    // with wrong bytes.
+    request.log.info({ err: (err as Error).message, digest: headers['docker-content-digest'] }, 'blob response ended early');
+    res.destroy();
+  } finally {
+    chunks.active -= 1;
+    // After a failure a buffer may still be referenced by a cancelled write: let it go.
+    if (clean) {
+      chunks.give(a);
+      chunks.give(b);
+    }
+    stream.destroy();
     recordRequest(app, request, status);
   }
 }
