@@ -42,7 +42,11 @@
 //       test mirror's host:port).
 //
 // Every child is started through proc.ts (killed at exit if a test forgets) and every temp dir
-// through tmp.ts. Missing binaries fail with the Debian package to install.
+// through tmp.ts. Missing binaries fail with the Debian package to install. Left outside the temp
+// dirs, because these programs hard-code the paths: skopeo and podman (as root) keep a blob
+// location cache in /var/lib/containers/cache and podman a lock in /var/cache/containers;
+// dockerd 20.10 creates an empty /run/docker/plugins. Nothing else of the system is touched: no
+// system dockerd or containerd socket, no /etc/docker/key.json, no iptables rules, no /opt/containerd.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';

@@ -187,9 +187,12 @@ for (const transport of ['in-process', 'bullmq'] as const) {
       const ref = `${repo}:stable`;
       const rig = await startRig(transport, { images: [{ ref, schedule: '* * * * * *' }] });
       try {
-        const first = await waitFor(rig.berth, ref, (e) => e.lastResult === 'success' && e.digest === v1.manifestDigest, 'the first run');
+        // Runs come every second: the first may already have been followed by an unchanged one.
+        const first = await waitFor(rig.berth, ref, (e) => e.digest === v1.manifestDigest && e.lastSuccessAt !== null, 'the first run');
+        assert.equal(first.pullsSpentTotal, 1);
         rig.proxy.reset();
-        const since = Date.parse(first.lastRunAt ?? '');
+        // A run that started after the reset: everything it sent upstream is in the counts.
+        const since = Date.now();
         const again = await waitFor(rig.berth, ref, (e) => e.lastResult === 'unchanged' && Date.parse(e.lastRunAt ?? '') > since, 'a scheduled re-run');
         assert.equal(again.pullsSpent, 0);
         assert.equal(again.blobsFetched, 0);
@@ -198,8 +201,9 @@ for (const transport of ['in-process', 'bullmq'] as const) {
         assert.ok((await metricValue(rig.metrics, 'berth_prewarm_runs_total', { result: 'unchanged' })) >= 1);
 
         await pushImage(upstream.url, repo, 'stable', v2);
-        const moved = await waitFor(rig.berth, ref, (e) => e.digest === v2.manifestDigest && e.lastResult === 'success', 'the moved tag');
-        assert.equal(moved.pullsSpent, 1);
+        const moved = await waitFor(rig.berth, ref, (e) => e.digest === v2.manifestDigest, 'the moved tag');
+        assert.equal(moved.pullsSpentTotal, 2, 'the move cost exactly one pull');
+        assert.ok(moved.lastResult === 'success' || moved.lastResult === 'unchanged');
         for (const d of imageDigests(v2)) {
           const bytes = await stored(rig.berth.root, d);
           assert.ok(bytes && digestOf(bytes) === d, `${d} of the new image is cached`);

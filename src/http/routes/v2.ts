@@ -94,9 +94,17 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       case 'tags':
         return tags(app, request, reply, routed, ns);
       case 'referrers':
-        throw registryError('UNSUPPORTED', 'the referrers API is not served by this mirror');
+        // A 404 is what tells a client to fall back to the referrers tag schema (spec end-12a).
+        throw registryError('NAME_UNKNOWN', 'the referrers API is not served by this mirror');
     }
   };
+  // Pushes carry bodies of any type (blob chunks, manifests). The mirror refuses them with 405,
+  // so no body is ever parsed here: without this, Fastify would answer 415 before the handler.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, payload, done) => {
+    payload.resume();
+    done(null);
+  });
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2', handler });
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2/*', handler });
 }
