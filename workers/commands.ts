@@ -38,7 +38,7 @@ async function load(args: string[]): Promise<BerthConfig> {
 
 export const workerCommand: Command = {
   name: 'worker',
-  usage: 'worker [--config FILE] [--port N]',
+  usage: 'worker [--config F] [--port N]',
   help: 'run pre-warm jobs from the Redis queue (needs redis.url); --port serves /healthz /readyz /metrics',
   async run(args) {
     const port = takeOption(args, '--port');
@@ -80,8 +80,8 @@ function describe(o: PrewarmOutcome): string {
 
 export const prewarmCommand: Command = {
   name: 'prewarm',
-  usage: 'prewarm [--config FILE] REF…|--all',
-  help: 'pre-warm images now: queued with redis.url, else run here and reported',
+  usage: 'prewarm [--config F] REF…',
+  help: 'pre-warm images now (--all: every configured one): queued with redis.url, else run here',
   async run(args) {
     const config = await load(args);
     const all = args.includes('--all');

@@ -39,7 +39,7 @@ export interface StorageDriver {
   putBlobBuffer(digest: string, data: Buffer): Promise<void>;
   deleteBlob(digest: string): Promise<boolean>;
   /** Every stored blob digest with its size. */
-  listBlobs(): AsyncIterable<{ digest: string; size: number }>;
+  listBlobs(): AsyncIterable<{ digest: string; size: number; mtimeMs?: number }>;
 
   getMeta(key: string): Promise<Buffer | null>;
   putMeta(key: string, value: Buffer): Promise<void>;

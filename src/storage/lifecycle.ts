@@ -242,6 +242,8 @@ export class CacheLifecycle {
   private seq = 0;
   private readonly dirty = new Set<string>();
   private readonly learning = new Set<Promise<void>>();
+  private readonly discovering = new Set<string>();
+  private readonly missing = new Map<string, number>();
   private chain: Promise<void> = Promise.resolve();
   private evictQueued = false;
   private flushTimer: NodeJS.Timeout | null = null;
@@ -334,11 +336,48 @@ export class CacheLifecycle {
 
   /** A blob or manifest was served: it is now the most recently used. Cheap; never throws. */
   accessed(digest: string): void {
+    if (this.stopped) return;
     const e = this.blobs.get(digest);
-    if (!e || this.stopped) return;
+    if (!e) {
+      this.discover(digest);
+      return;
+    }
     e.access = this.now();
     e.seq = ++this.seq;
     this.dirty.add(shardOf(digest));
+  }
+
+  /**
+   * Served, but not in the index: written by another process on the same store (a pre-warm
+   * worker, `berth prewarm`). Counted from now on (GC's resync would find it later anyway).
+   * Runs on the change queue so it cannot race an eviction removing the same file.
+   */
+  private discover(digest: string): void {
+    if (this.discovering.has(digest)) return;
+    // Not on disk either (a manifest the mirror holds only in memory while the disk is full):
+    // looked for at most once a minute.
+    const missed = this.missing.get(digest);
+    if (missed !== undefined && this.now() - missed < 60_000) return;
+    this.discovering.add(digest);
+    this.exclusive(async () => {
+      const s = await this.driver.statBlob(digest);
+      if (!s) {
+        if (this.missing.size >= 10_000) this.missing.clear();
+        this.missing.set(digest, this.now());
+        return;
+      }
+      this.missing.delete(digest);
+      if (this.blobs.has(digest)) return;
+      this.blobs.set(digest, { size: s.size, access: this.now(), seq: ++this.seq });
+      this.usage += s.size;
+      this.dirty.add(shardOf(digest));
+      if (await this.meta.getManifest(digest)) await this.learn(digest);
+    })
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message, digest }, 'could not index a blob'))
+      .finally(() => {
+        this.discovering.delete(digest);
+        this.maybeEvict();
+      });
   }
 
   /** A blob or manifest was committed. Cheap; the manifest is read and eviction runs off the request path. */

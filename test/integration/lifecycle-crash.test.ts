@@ -7,7 +7,7 @@ import { access, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   startDistribution, startFaultProxy, buildLargeBlobImage, pushImage, makeTempDir, removeTempDir, fetchBlob, fetchManifest,
-  type Distribution, type FaultProxy, type BuiltImage,
+  type Distribution, type FaultProxy,
 } from '../helpers/index.js';
 import { startBerthProcess, upstreamOverride, type BerthProcess } from '../helpers/berth.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';

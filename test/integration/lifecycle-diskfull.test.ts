@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import {
   startDistribution, startFaultProxy, buildLargeBlobImage, pushImage, digestOf, makeTempDir, removeTempDir, startProcess, fetchBlob,
-  type Distribution, type FaultProxy, type BuiltImage,
+  type Distribution, type FaultProxy,
 } from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
 import { cacheLifecycleService } from '../../src/http/routes/cache.js';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import {
   startDistribution, startFaultProxy, startRedis, buildImage, buildIndex, pushImage, pushIndex, fetchManifest, fetchBlob, digestOf,
-  rateLimitHeaders, type Distribution, type FaultProxy, type RedisServer, type BuiltImage, type BuiltIndex,
+  rateLimitHeaders, makeTempDir, removeTempDir, type Distribution, type FaultProxy, type RedisServer, type BuiltImage, type BuiltIndex,
 } from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
 import { createLogger } from '../../src/log.js';
@@ -324,6 +324,45 @@ describe('pre-warm with Redis down', () => {
     } finally {
       await berth.stop();
       await proxy.stop();
+    }
+  });
+});
+
+describe('pre-warm config changes', () => {
+  it('an image dropped from the list is unpinned at the next start, and its run history forgotten', async () => {
+    const t = randomBytes(3).toString('hex');
+    const keep = buildImage({ seed: `pw-keep-${t}`, layers: [900] });
+    const drop = buildImage({ seed: `pw-drop-${t}`, layers: [950] });
+    await pushImage(upstream.url, `library/keep-${t}`, '1', keep);
+    await pushImage(upstream.url, `library/drop-${t}`, '1', drop);
+    const proxy = await startFaultProxy(upstream.url);
+    const dir = await makeTempDir('pw-unpin');
+    const start = (images: string[]) => startBerth({
+      upstreams: [upstreamOverride(proxy.url)], storage: { root: dir }, prewarm: { schedule: NEVER, images },
+    });
+    try {
+      const first = await start([`library/keep-${t}:1`, `library/drop-${t}:1`]);
+      try {
+        await waitFor(first, `library/keep-${t}:1`, (e) => e.lastResult === 'success', 'keep');
+        await waitFor(first, `library/drop-${t}:1`, (e) => e.lastResult === 'success', 'drop');
+        assert.equal((await first.services.mirror.meta.listPins()).length, 2);
+      } finally {
+        await first.stop();
+      }
+      const second = await start([`library/keep-${t}:1`]);
+      try {
+        const pins = await second.services.mirror.meta.listPins();
+        assert.deepEqual(pins.map((p) => p.pin.ref), [`library/keep-${t}:1`]);
+        const { json } = await api<PrewarmListing>(second, 'GET', '/prewarm');
+        assert.deepEqual(json.entries.map((e) => e.ref), [`library/keep-${t}:1`]);
+        assert.equal(json.entries[0]?.lastResult, 'success', 'the kept entry remembers its last run across the restart');
+        assert.ok(await stored(dir, drop.layers[0]?.digest ?? ''), 'unpinned content stays cached until eviction wants the room');
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await proxy.stop();
+      await removeTempDir(dir);
     }
   });
 });

@@ -270,3 +270,23 @@ test('garbage collection: a dry run changes nothing; a run drops dangling record
     await e.close();
   }
 });
+
+test('content another process wrote is counted once it is served', async () => {
+  const e = await makeEnv({ maxSize: null });
+  try {
+    const data = seededBytes('from-a-worker', 3000);
+    const d = digestOf(data);
+    await e.driver.putBlobBuffer(d, data); // no stored() call: the lifecycle did not see it
+    const before = e.lc.bytes;
+    assert.equal(e.lc.has(d), false);
+    e.lc.accessed(d);
+    await e.lc.settled();
+    assert.equal(e.lc.has(d), true);
+    assert.equal(e.lc.bytes, before + 3000);
+    e.lc.accessed(digestOf('never stored'));
+    await e.lc.settled();
+    assert.equal(e.lc.bytes, before + 3000, 'a digest with no file is not counted');
+  } finally {
+    await e.close();
+  }
+});

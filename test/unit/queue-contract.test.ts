@@ -38,10 +38,10 @@ function data(entryId: string, ref = `example/${entryId}:1`): PrewarmJobData {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(cond: () => boolean, what: string, ms = 8_000): Promise<void> {
+async function until(cond: () => boolean, what: string | (() => string), ms = 8_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
     await sleep(20);
   }
 }
@@ -96,7 +96,7 @@ for (const [name, make] of transports) {
         if (calls.length < 3) throw new PrewarmDeferred(Date.now() + 600, 'budget at the reserve');
       }, 1);
       await q.enqueue(data('d'));
-      await until(() => calls.length === 3, 'the third try', 10_000);
+      await until(() => calls.length === 3, () => `the third try (tries so far at ${calls.map((c) => c.at).join(', ')}; now ${Date.now()})`, 10_000);
       const [c0, c1, c2] = calls as [Call, Call, Call];
       assert.ok(c1.at - c0.at >= 550, `second try came ${c1.at - c0.at} ms after the first`);
       assert.ok(c2.at - c1.at >= 550, `third try came ${c2.at - c1.at} ms after the second`);
