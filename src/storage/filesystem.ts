@@ -2,12 +2,16 @@
  * Filesystem storage driver (the embedded default). Layout under `root`:
  *   blobs/sha256/ab/abcd…      blob bytes, named by digest
  *   meta/<key>.json            metadata records
- *   spool/<random>             fills in progress (removed at start: a crash leaves nothing visible)
+ *   spool/<host>.<pid>.<rand> fills in progress. At start a process removes the spool files of
+ *                              dead processes on its host (a crash leaves nothing behind) but
+ *                              never those of a live `berth worker` or `berth serve` sharing the
+ *                              store; files of other hosts are left to GC's age-based sweep.
  * Every write goes temp → fsync → rename, so a reader never sees half a file.
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, access } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join, dirname } from 'node:path';
 import type { ByteRange, StorageDriver } from './driver.js';
 import { checkDigest } from '../registry/reference.js';
@@ -30,9 +34,21 @@ export class FilesystemDriver implements StorageDriver {
   async init(): Promise<void> {
     await mkdir(this.blobRoot, { recursive: true });
     await mkdir(this.metaRoot, { recursive: true });
-    await rm(this.spoolRoot, { recursive: true, force: true });
     await mkdir(this.spoolRoot, { recursive: true });
+    await this.sweepDeadSpools();
     await this.sweepMetaTemps(this.metaRoot);
+  }
+
+  /** Remove spool files whose writer is gone: this host, and a pid that is ours or not alive. */
+  private async sweepDeadSpools(): Promise<void> {
+    for (const name of await readdirSafe(this.spoolRoot)) {
+      const m = /^(.+)\.(\d+)\.[0-9a-f]+$/.exec(name);
+      const host = m?.[1];
+      const pid = Number(m?.[2]);
+      // Unrecognised names come from older layouts or by hand: nothing can be writing them.
+      const dead = !m || (host === SPOOL_HOST && (pid === process.pid || !processAlive(pid)));
+      if (dead) await rm(join(this.spoolRoot, name), { recursive: true, force: true });
+    }
   }
 
   blobPath(digest: string): string {
@@ -79,7 +95,7 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   spoolPath(): string {
-    return join(this.spoolRoot, randomBytes(12).toString('hex'));
+    return join(this.spoolRoot, `${SPOOL_HOST}.${process.pid}.${randomBytes(8).toString('hex')}`);
   }
 
   async commitBlob(spool: string, digest: string): Promise<void> {
@@ -225,6 +241,18 @@ export class FilesystemDriver implements StorageDriver {
       if (entry.isDirectory()) await this.sweepMetaTemps(full);
       else if (entry.name.endsWith('.tmp')) await rm(full, { force: true });
     }
+  }
+}
+
+/** Host part of spool names; dots would confuse the name's own separators. */
+const SPOOL_HOST = hostname().replace(/[^A-Za-z0-9-]/g, '-') || 'host';
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
