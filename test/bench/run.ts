@@ -1,14 +1,15 @@
 // `npm run bench`: Berth against Distribution's pull-through proxy and nginx (the machine's limit)
 // on loopback, in one run, targets alternating round by round. See docs/benchmarks.md.
 //
-//   node dist/test/bench/run.js [--quick] [--rounds N] [--blob-mib N] [--out FILE] [--berth-workers N]
+//   node dist/test/bench/run.js [--quick] [--rounds N] [--blob-mib N] [--link-mib-s N]
+//                               [--only cold,blob,manifest] [--no-direct] [--out FILE]
 //
 // Everything it starts (Distribution ×2, Berth, nginx, load generators) runs on free loopback
 // ports as child processes and is stopped at the end, on an error, and on Ctrl-C.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { cpus, totalmem, release } from 'node:os';
+import { cpus, totalmem, release, loadavg } from 'node:os';
 import { dirname } from 'node:path';
 import { request } from 'undici';
 import {
@@ -41,7 +42,6 @@ interface Options {
   coldClients: number;
   pullParallel: number;
   out: string;
-  berthWorkers: number | null;
   /** Also measure Distribution serving its own storage (no proxy). */
   direct: boolean;
   /** The paced upstream link for the second cold fan-out (bytes/s). */
@@ -50,7 +50,27 @@ interface Options {
   only: Set<string>;
 }
 
+const USAGE = `usage: npm run bench [-- options]
+  --quick             fewer rounds, shorter runs, a 64 MiB blob (under two minutes)
+  --rounds N          rounds per measurement (default 5; quick 2)
+  --blob-mib N        size of the big blob (default 256; quick 64)
+  --link-mib-s N      the paced upstream link for the cold fan-out (default 25 MiB/s)
+  --only LIST         sections to run: cold,blob,manifest (default all)
+  --no-direct         leave out Distribution serving its own storage
+  --out FILE          where the report goes (default docs/benchmarks.md; quick: dist/bench/)
+`;
+
 function parseArgs(argv: string[]): Options {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const known = new Set(['--quick', '--no-direct', '--rounds', '--blob-mib', '--link-mib-s', '--only', '--out']);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (!known.has(a)) throw new Error(`unknown option ${a}\n${USAGE}`);
+    if (!['--quick', '--no-direct'].includes(a)) i += 1;
+  }
   const flag = (name: string): boolean => argv.includes(name);
   const value = (name: string): string | undefined => {
     const i = argv.indexOf(name);
@@ -59,10 +79,9 @@ function parseArgs(argv: string[]): Options {
   const quick = flag('--quick');
   const blobMiB = Number(value('--blob-mib') ?? (quick ? 64 : 256));
   const rounds = Number(value('--rounds') ?? (quick ? 2 : 5));
-  const workers = value('--berth-workers');
   const linkMiB = Number(value('--link-mib-s') ?? 25);
-  if (!Number.isInteger(blobMiB) || blobMiB < 1 || !Number.isInteger(rounds) || rounds < 1) {
-    throw new Error('--blob-mib and --rounds take positive integers');
+  if (!Number.isInteger(blobMiB) || blobMiB < 1 || !Number.isInteger(rounds) || rounds < 1 || !(linkMiB > 0)) {
+    throw new Error('--blob-mib, --rounds and --link-mib-s take positive numbers');
   }
   const layerMiB = quick ? [2, 3, 4, 5, 6, 6, 3, 3] : [4, 6, 8, 10, 12, 10, 8, 6]; // 32 / 64 MiB
   return {
@@ -71,14 +90,13 @@ function parseArgs(argv: string[]): Options {
     blobBytes: blobMiB * MiB,
     multiLayers: layerMiB.map((m) => m * MiB),
     concurrencies: [1, 8, 32],
-    blobSeconds: quick ? 1.2 : 5,
+    blobSeconds: quick ? 1 : 5,
     blobWarmupMs: quick ? 300 : 700,
     manifestSeconds: quick ? 2 : 5,
     manifestConnections: 64,
     coldClients: 32,
     pullParallel: 3,
     out: value('--out') ?? (quick ? 'dist/bench/benchmarks-quick.md' : 'docs/benchmarks.md'),
-    berthWorkers: workers === undefined ? null : Number(workers),
     direct: !quick && !flag('--no-direct'),
     linkBytesPerSecond: linkMiB * MiB,
     only: new Set((value('--only') ?? 'cold,blob,manifest').split(',')),
@@ -152,7 +170,7 @@ async function verifyDigest(url: string, digest: string, headers: Record<string,
 // ---------------------------------------------------------------------------------------------
 // Results
 
-interface BlobCell { gbps: number[]; rssMiB: number[]; cpuPerGB: number[]; errors: number }
+interface BlobCell { gbps: number[]; rssMiB: number[]; rssGrowthMiB: number[]; cpuPerGB: number[]; errors: number }
 interface ManifestCell { rps: number[]; p50: number[]; p99: number[]; errors: number }
 interface ColdCell {
   pullS: number[];
@@ -178,7 +196,7 @@ interface Results {
 
 function blobCell(r: Results, t: TargetName, c: number): BlobCell {
   const byC = (r.blob[t] ??= {});
-  return (byC[c] ??= { gbps: [], rssMiB: [], cpuPerGB: [], errors: 0 });
+  return (byC[c] ??= { gbps: [], rssMiB: [], rssGrowthMiB: [], cpuPerGB: [], errors: 0 });
 }
 
 function manifestCell(r: Results, kind: 'tag' | 'digest', t: TargetName): ManifestCell {
@@ -211,14 +229,11 @@ interface Env {
 }
 
 async function startBerth(env: Env, upstream: CountingProxy = env.countBerth): Promise<BerthProcess> {
-  const http: Record<string, unknown> = {};
-  if (env.opts.berthWorkers !== null) http['workers'] = env.opts.berthWorkers;
   return startBerthProcess({
     upstreams: [upstreamOverride(upstream.url, { tagTtl: '24h' })],
     // One access-log line per request is Berth's default; the Distribution instances run with
     // their access logs off, so Berth logs warnings only here as well.
     log: { level: 'warn' },
-    ...(Object.keys(http).length > 0 ? { http } : {}),
   });
 }
 
@@ -300,6 +315,7 @@ async function blobRun(env: Env, results: Results, t: Target, c: number, round: 
   const { opts } = env;
   const pids = await processTree(t.pid);
   await resetPeakRss(pids);
+  const rss0 = (await currentRss(pids)) / MiB;
   const cpu0 = await cpuSeconds(pids);
   const r = await runClient<ThroughputResult>({
     mode: 'throughput', port: t.port, path: `/v2/${REPO_BIG}/blobs/${env.bigDigest}`, connections: c,
@@ -314,6 +330,7 @@ async function blobRun(env: Env, results: Results, t: Target, c: number, round: 
   const gbps = r.bytes / r.seconds / 1e9;
   cell.gbps.push(gbps);
   cell.rssMiB.push(rss);
+  cell.rssGrowthMiB.push(rss - rss0);
   if (r.bytes > 0) cell.cpuPerGB.push(cpu / (r.bytes / 1e9));
   log(`round ${round + 1}: blob c=${c} ${t.name} ${fmt(gbps)} GB/s, peak RSS ${fmt(rss, 0)} MiB, ${fmt(cpu / (r.bytes / 1e9))} CPU s/GB`);
 }
@@ -367,6 +384,7 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const opts = parseArgs(argv);
   const started = new Date();
+  const loadAtStart = loadavg();
   const t0 = Date.now();
   log(`${opts.quick ? 'quick' : 'full'} run: ${opts.rounds} rounds, ${opts.blobBytes / MiB} MiB blob, ${opts.multiLayers.length}-layer image of ${opts.multiLayers.reduce((a, b) => a + b, 0) / MiB} MiB`);
 
@@ -436,11 +454,9 @@ async function main(): Promise<void> {
     // Connections, JIT and caches warm before the first timed manifest run, for every target.
     if (opts.only.has('manifest')) {
       for (const t of blobTargets) {
-        for (const ref of [TAG, env.small.manifestDigest]) {
-          await runWrk(`http://127.0.0.1:${t.port}/v2/${REPO_SMALL}/manifests/${ref}`, {
-            threads: 2, connections: opts.manifestConnections, durationS: 1, headers: { Accept: MANIFEST_ACCEPT },
-          });
-        }
+        await runWrk(`http://127.0.0.1:${t.port}/v2/${REPO_SMALL}/manifests/${TAG}`, {
+          threads: 2, connections: opts.manifestConnections, durationS: 1, headers: { Accept: MANIFEST_ACCEPT },
+        });
       }
     }
     for (let round = 0; round < opts.rounds; round++) {
@@ -453,7 +469,7 @@ async function main(): Promise<void> {
     }
 
     const seconds = (Date.now() - t0) / 1000;
-    const report = render(env, results, argv, started, seconds);
+    const report = render(env, results, argv, started, seconds, loadAtStart);
     process.stdout.write(`\n${report.table}\n`);
     await writeReport(opts.out, report.section);
     await mkdir('dist/bench', { recursive: true });
@@ -482,7 +498,7 @@ function verdict(ok: boolean | null): string {
   return ok === null ? 'n/a' : ok ? 'met' : '**not met**';
 }
 
-function render(env: Env, r: Results, argv: string[], started: Date, seconds: number): Rendered {
+function render(env: Env, r: Results, argv: string[], started: Date, seconds: number, loadAtStart: number[]): Rendered {
   const { opts } = env;
   const rows: string[][] = [];
   const targets: TargetName[] = ['berth', 'distribution-proxy', 'nginx', ...(opts.direct ? (['distribution'] as const) : [])];
@@ -509,6 +525,8 @@ function render(env: Env, r: Results, argv: string[], started: Date, seconds: nu
     });
     rows.push([`peak RSS MiB, ${c} client${c > 1 ? 's' : ''} (max of rounds)`, ...peaks.map((x) => fmt(x, 0)),
       peaks[1] ? `${fmt((peaks[0] ?? NaN) / peaks[1])}×` : '—', peaks[2] ? `${fmt((peaks[0] ?? NaN) / peaks[2])}×` : '—']);
+    const growth = targets.map((t) => s(r.blob[t]?.[c]?.rssGrowthMiB ?? []));
+    rows.push([`  of which added during the run, MiB`, ...growth.map((x) => fmtSummary(x, 0)), '', '']);
     if (c === Math.max(...opts.concurrencies)) {
       const b = peaks[0] ?? NaN;
       checks.push([`peak RSS at ${c} concurrent ${opts.blobBytes / MiB} MiB downloads ≤ 150 MiB`, `${fmt(b, 0)} MiB`, verdict(Number.isFinite(b) ? b <= 150 : null)]);
@@ -588,7 +606,9 @@ function render(env: Env, r: Results, argv: string[], started: Date, seconds: nu
 
 Machine: ${cpus().length} × ${cpu}, ${fmt(totalmem() / 1024 ** 3, 1)} GiB RAM, Linux ${release()}; Node ${process.version};
 ${versionOf('docker-registry', ['--version'])}; ${versionOf('nginx', ['-v'])}; ${versionOf('wrk', ['--version'])}.
-Berth: ${env.opts.berthWorkers === null ? 'one process (default config)' : `http.workers: ${env.opts.berthWorkers}`}, \`log.level: warn\`, \`tagTtl: 24h\`.
+Load average (1/5/15 min) ${loadAtStart.map((x) => fmt(x)).join(' / ')} at the start and ${loadavg().map((x) => fmt(x)).join(' / ')} at the end: the
+machine's ${cpus().length} cores also ran the load generators${loadAtStart[0] !== undefined && loadAtStart[0] > 1 ? ' and other work' : ''}.
+Berth: one process, \`log.level: warn\`, \`tagTtl: 24h\`; both Distributions with their access logs off.
 
 Command: \`${command}\` — ${opts.rounds} rounds, ${opts.blobBytes / MiB} MiB blob, ${opts.blobSeconds} s per blob run
 (after ${opts.blobWarmupMs} ms warm-up), ${opts.manifestSeconds} s per manifest run, run time ${fmt(seconds / 60, 1)} min.

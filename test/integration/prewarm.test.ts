@@ -257,9 +257,16 @@ for (const transport of ['in-process', 'bullmq'] as const) {
       const rig = await startRig(transport, { schedule: NEVER, images: [ref] });
       try {
         const first = await waitFor(rig.berth, ref, (e) => e.lastResult === 'success', 'the boot run');
-        // Another spelling of the same configured ref.
-        const post = await api<{ jobId: string; queued: boolean; configured: boolean; ref: string }>(rig.berth, 'POST', '/prewarm', { ref: `api-${t}:2` });
+        // Another spelling of the same configured ref. A request that arrives while the boot run
+        // is still finishing joins it (queued: false, by design); ask again until a run is queued.
+        type Posted = { jobId: string; queued: boolean; configured: boolean; ref: string };
+        let post = await api<Posted>(rig.berth, 'POST', '/prewarm', { ref: `api-${t}:2` });
+        for (let i = 0; i < 100 && post.status === 202 && !post.json.queued; i++) {
+          await sleep(20);
+          post = await api<Posted>(rig.berth, 'POST', '/prewarm', { ref: `api-${t}:2` });
+        }
         assert.equal(post.status, 202);
+        assert.equal(post.json.queued, true);
         assert.equal(post.json.configured, true);
         assert.equal(post.json.ref, ref);
         assert.ok(!post.json.jobId.includes(':'));
