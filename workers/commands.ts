@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.js';
 import type { BerthConfig } from '../src/config/types.js';
 import { createLogger } from '../src/log.js';
+import { stopOnSignals } from '../src/shutdown.js';
 import { Metrics } from '../src/metrics/metrics.js';
 import { createPrewarmService } from '../src/queue/index.js';
 import { MirrorService } from '../src/registry/mirror.js';
@@ -49,26 +50,11 @@ export const workerCommand: Command = {
       return 2;
     }
     const worker = await startPrewarmWorker(config, log, { port: port === null ? null : Number(port) });
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'worker shutting down: letting running pre-warm jobs finish');
-      const timer = setTimeout(() => {
-        log.warn('shutdown grace period over; exiting with jobs still running (they will be retried)');
-        process.exit(1);
-      }, SHUTDOWN_GRACE_MS);
-      timer.unref();
-      worker.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          log.error({ err }, 'error during worker shutdown');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    stopOnSignals(log, () => worker.close(), {
+      finishing: 'running pre-warm jobs',
+      abandoning: 'jobs still running (they will be retried)',
+      graceMs: SHUTDOWN_GRACE_MS,
+    });
     return -1; // keep running
   },
 };

@@ -14,6 +14,7 @@ import { FilesystemDriver } from '../storage/filesystem.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { OpenAccess, type AccessController } from '../auth/access.js';
 import { buildApp } from './app.js';
+import { stopOnSignals } from '../shutdown.js';
 import { redisCheck, type ReadinessCheck } from './routes/health.js';
 
 export interface Services {
@@ -93,25 +94,10 @@ export async function serve(services: Services, shutdownGraceMs = 30_000): Promi
   const { app, config, log } = services;
   const address = await app.listen({ host: config.http.host, port: config.http.port });
   log.info({ address, storage: config.storage.root, upstreams: config.upstreams.map((u) => u.name), auth: config.auth.mode }, 'berth is serving');
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down: finishing in-flight requests and fills');
-    const timer = setTimeout(() => {
-      log.warn('shutdown grace period over; exiting with work still in flight');
-      process.exit(1);
-    }, shutdownGraceMs);
-    timer.unref();
-    services.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'error during shutdown');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(log, () => services.close(), {
+    finishing: 'in-flight requests and fills',
+    abandoning: 'work still in flight',
+    graceMs: shutdownGraceMs,
+  });
   return address;
 }
