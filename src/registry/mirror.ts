@@ -108,6 +108,8 @@ export class MirrorService {
   });
   /** Upstream 404s remembered for `notFoundTtl`: key → until (ms since epoch). */
   private readonly notFound = new LRUCache<string, number>({ max: 10_000 });
+  /** Repository links already on disk (upstream|name|digest): a warm hit must not write a file. */
+  private readonly linked = new LRUCache<string, true>({ max: 100_000 });
   /** Stale answers already logged, once per tag and cause until the tag revalidates again. */
   private readonly staleLogged = new LRUCache<string, true>({ max: 10_000 });
   hooks: CacheHooks | null;
@@ -137,6 +139,8 @@ export class MirrorService {
   /** The lifecycle layer removed (or is removing) this manifest: stop serving it from memory. */
   forget(digest: string): void {
     this.manifestCache.delete(digest);
+    // Eviction removed its links too; the next hit through a repository writes its link again.
+    for (const key of this.linked.keys()) if (key.endsWith(`|${digest}`)) this.linked.delete(key);
   }
 
   /** Is a fill for this blob in flight? (The lifecycle layer never removes such a blob.) */
@@ -411,7 +415,9 @@ export class MirrorService {
     const ctype = header(res.headers, 'content-type')?.split(';')[0]?.trim();
     const mediaType = ctype && MANIFEST_TYPES.includes(ctype) ? ctype : (sniffMediaType(bytes) ?? ctype ?? 'application/octet-stream');
     await this.storeManifest(digest, bytes, mediaType);
-    await this.record(() => this.meta.link(r.upstream.name, r.name, digest, this.now()));
+    if (await this.record(() => this.meta.link(r.upstream.name, r.name, digest, this.now()))) {
+      this.linked.set(`${r.upstream.name}|${r.name}|${digest}`, true);
+    }
     return { bytes, mediaType, digest, stale: false };
   }
 
@@ -441,9 +447,15 @@ export class MirrorService {
   }
 
   private linkLater(r: Routed, digest: string): void {
-    // A manifest reached through another repository still belongs to this one (catalog).
-    this.meta.link(r.upstream.name, r.name, digest, this.now()).catch((err: unknown) =>
-      this.log.warn({ err, digest }, 'could not record repository link'));
+    // A manifest reached through another repository still belongs to this one (catalog). Written
+    // once per (repository, digest) per process: warm hits stay free of disk writes.
+    const key = `${r.upstream.name}|${r.name}|${digest}`;
+    if (this.linked.has(key)) return;
+    this.linked.set(key, true);
+    this.meta.link(r.upstream.name, r.name, digest, this.now()).catch((err: unknown) => {
+      this.linked.delete(key);
+      this.log.warn({ err, digest }, 'could not record repository link');
+    });
   }
 
   /** Is this manifest an index? (pre-warm and the UI ask) */
