@@ -7,14 +7,14 @@
 // Everything it starts (Distribution ×2, Berth, nginx, load generators) runs on free loopback
 // ports as child processes and is stopped at the end, on an error, and on Ctrl-C.
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, release, loadavg } from 'node:os';
 import { dirname } from 'node:path';
 import { request } from 'undici';
 import {
   buildImage, buildLargeBlobImage, pushImage, startDistribution, makeTempDir, removeTempDir,
-  MANIFEST_ACCEPT, type BuiltImage, type Distribution,
+  MANIFEST_ACCEPT, requireBinary, type BuiltImage, type Distribution,
 } from '../helpers/index.js';
 import { startBerthProcess, upstreamOverride, type BerthProcess } from '../helpers/berth.js';
 import {
@@ -91,7 +91,7 @@ function parseArgs(argv: string[]): Options {
     multiLayers: layerMiB.map((m) => m * MiB),
     concurrencies: [1, 8, 32],
     blobSeconds: quick ? 1 : 5,
-    blobWarmupMs: quick ? 300 : 700,
+    blobWarmupMs: quick ? 200 : 700,
     manifestSeconds: quick ? 2 : 5,
     manifestConnections: 64,
     coldClients: 32,
@@ -139,7 +139,7 @@ const log = (msg: string): void => {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until a counter stops moving (a proxy finishing a background download); bounded. */
-async function settle(read: () => number, quietMs = 700, maxMs = 60_000): Promise<number> {
+async function settle(read: () => number, quietMs = 500, maxMs = 60_000): Promise<number> {
   const deadline = Date.now() + maxMs;
   let last = read();
   let since = Date.now();
@@ -192,6 +192,8 @@ interface Results {
   idleRssMiB: Partial<Record<TargetName, number>>;
   /** Berth's RSS right after start, before any fill (the rest of its idle RSS is fill history). */
   berthFreshRssMiB: number;
+  /** RSS two seconds after the last manifest run. */
+  finalRssMiB: Partial<Record<TargetName, number>>;
 }
 
 function blobCell(r: Results, t: TargetName, c: number): BlobCell {
@@ -372,24 +374,26 @@ async function warmUp(env: Env, berth: BerthProcess, dist: Distribution): Promis
 }
 
 function versionOf(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 }).trim().split('\n')[0] ?? '?';
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    return (e.stderr ?? e.message).trim().split('\n')[0] ?? '?';
-  }
+  // nginx prints its version on stderr; wrk prints it on stdout and exits 1: read both.
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5000 });
+  const line = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n').map((l) => l.trim()).find((l) => l !== '');
+  return line ?? `${cmd}: version unknown`;
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const opts = parseArgs(argv);
+  // Fail before starting anything when a tool is missing ("… not found: apt-get install -y …").
+  requireBinary('docker-registry');
+  requireBinary('nginx', 'nginx-light');
+  requireBinary('wrk', 'wrk');
   const started = new Date();
   const loadAtStart = loadavg();
   const t0 = Date.now();
   log(`${opts.quick ? 'quick' : 'full'} run: ${opts.rounds} rounds, ${opts.blobBytes / MiB} MiB blob, ${opts.multiLayers.length}-layer image of ${opts.multiLayers.reduce((a, b) => a + b, 0) / MiB} MiB`);
 
   const stops: (() => Promise<void>)[] = [];
-  const results: Results = { blob: {}, manifest: { tag: {}, digest: {} }, cold: {}, direct: { viaCounterS: [], rawS: [], linkS: [] }, idleRssMiB: {}, berthFreshRssMiB: NaN };
+  const results: Results = { blob: {}, manifest: { tag: {}, digest: {} }, cold: {}, direct: { viaCounterS: [], rawS: [], linkS: [] }, idleRssMiB: {}, berthFreshRssMiB: NaN, finalRssMiB: {} };
   try {
     // ---- the upstream and its content
     const upstream = await startDistribution();
@@ -459,14 +463,20 @@ async function main(): Promise<void> {
         });
       }
     }
+    // All blob rounds first, then all manifest rounds: thousands of manifest requests leave work
+    // and memory behind in a server (see docs/benchmarks.md), which must not land in blob figures.
     for (let round = 0; round < opts.rounds; round++) {
       for (const c of opts.only.has('blob') ? opts.concurrencies : []) {
         for (const t of rotate(blobTargets, round)) await blobRun(env, results, t, c, round);
       }
+    }
+    for (let round = 0; round < opts.rounds; round++) {
       for (const kind of opts.only.has('manifest') ? (['tag', 'digest'] as const) : []) {
         for (const t of rotate(blobTargets, round)) await manifestRun(env, results, t, kind, round);
       }
     }
+    await sleep(2000);
+    for (const t of blobTargets) results.finalRssMiB[t.name] = (await currentRss(await processTree(t.pid))) / MiB;
 
     const seconds = (Date.now() - t0) / 1000;
     const report = render(env, results, argv, started, seconds, loadAtStart);
@@ -534,6 +544,7 @@ function render(env: Env, r: Results, argv: string[], started: Date, seconds: nu
   }
   rows.push(['idle RSS MiB (before the blob runs, after the warm-up fills)', ...targets.map((t) => fmt(r.idleRssMiB[t] ?? NaN, 0)), '', '']);
   rows.push(['Berth RSS MiB right after start (no fill yet)', fmt(r.berthFreshRssMiB, 0), ...targets.slice(1).map(() => ''), '', '']);
+  rows.push(['RSS MiB after all runs (blobs, then manifests)', ...targets.map((t) => fmt(r.finalRssMiB[t] ?? NaN, 0)), '', '']);
   for (const kind of ['tag', 'digest'] as const) {
     const rps = targets.map((t) => s(r.manifest[kind][t]?.rps ?? []));
     const p50 = targets.map((t) => s(r.manifest[kind][t]?.p50 ?? []));
@@ -605,7 +616,7 @@ function render(env: Env, r: Results, argv: string[], started: Date, seconds: nu
 ## Results (${opts.quick ? 'quick run' : 'full run'}, ${started.toISOString().replace(/\.\d+Z$/, 'Z')})
 
 Machine: ${cpus().length} × ${cpu}, ${fmt(totalmem() / 1024 ** 3, 1)} GiB RAM, Linux ${release()}; Node ${process.version};
-${versionOf('docker-registry', ['--version'])}; ${versionOf('nginx', ['-v'])}; ${versionOf('wrk', ['--version'])}.
+${versionOf('docker-registry', ['--version'])}; ${versionOf('nginx', ['-v'])}; ${versionOf('wrk', ['--version']).replace(/\s+Copyright.*$/, '')}.
 Load average (1/5/15 min) ${loadAtStart.map((x) => fmt(x)).join(' / ')} at the start and ${loadavg().map((x) => fmt(x)).join(' / ')} at the end: the
 machine's ${cpus().length} cores also ran the load generators${loadAtStart[0] !== undefined && loadAtStart[0] > 1 ? ' and other work' : ''}.
 Berth: one process, \`log.level: warn\`, \`tagTtl: 24h\`; both Distributions with their access logs off.

@@ -61,6 +61,10 @@ http {
     readyUrl: `http://127.0.0.1:${port}/`,
     readyTimeoutMs: 10_000,
     unref: true,
+    aptPackage: 'nginx-light',
+    // Signal the master and its workers together: a master killed alone (the exit-time SIGKILL
+    // after an error or Ctrl-C) would leave its workers running.
+    processGroup: true,
   });
   return {
     url: `http://127.0.0.1:${port}`,

@@ -209,10 +209,11 @@ const FILE_CHUNK_MAX = 512 * 1024;
 const FILE_CHUNK_MIN = 64 * 1024;
 /**
  * Memory the file bodies' buffers may take together before chunks shrink (and the most the pool
- * keeps). 16 MiB gives 256 KiB chunks at 32 clients: the same CPU per byte as 512 KiB there,
- * 20 MiB less RSS; at 8 MiB (128 KiB chunks) CPU per byte rose by a quarter.
+ * keeps): 512 KiB chunks for up to 31 blobs in flight. Measured at 32 clients: 256 KiB chunks
+ * (a 16 MiB budget) served 12 % less and used 12 % more CPU per byte for 20 MiB less RSS;
+ * 1 MiB chunks gained nothing; one buffer per response instead of two lost a fifth or more.
  */
-const FILE_BUFFER_BUDGET = 16 * 1024 * 1024;
+const FILE_BUFFER_BUDGET = 32 * 1024 * 1024;
 
 /**
  * Buffers for file bodies, reused from one response to the next: no fresh allocation per chunk,
@@ -278,7 +279,7 @@ function writeChunk(res: ServerResponse, chunk: Buffer): Promise<void> {
  * A cached blob: `length` bytes of the file from `start`, read in large chunks into two pooled
  * buffers, each written to the socket while the next is read. Against
  * `pipeline(createReadStream(1 MiB), res)` this measured about a quarter less CPU per byte and
- * a third of the memory at 32 clients (docs/benchmarks.md). The stream is never read; it is
+ * half the memory at 32 clients (docs/benchmarks.md). The stream is never read; it is
  * destroyed at the end, which closes the file.
  */
 async function sendFile(
