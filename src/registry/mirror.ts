@@ -21,9 +21,9 @@ import { verifiedStream } from '../storage/verify-stream.js';
 import { header, MAX_MANIFEST_BYTES, UpstreamClient } from '../upstream/client.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import { BlobFill } from './blob-fill.js';
-import { MANIFEST_TYPES, UPSTREAM_ACCEPT, isIndexType, negotiate, parseManifest, sniffMediaType } from './media.js';
+import { MANIFEST_TYPES, UPSTREAM_ACCEPT, isIndexType, negotiate, parseManifest, sniffMediaType } from '../oci/media.js';
 import { MetadataStore, type TagRecord } from './metadata.js';
-import { checkDigest, isValidTag, looksLikeDigest } from './reference.js';
+import { checkDigest, isValidTag, looksLikeDigest } from '../oci/reference.js';
 import type { Routed } from './routing.js';
 import { SingleFlight } from './singleflight.js';
 

@@ -24,9 +24,9 @@ import type { Logger } from 'pino';
 import { isRegistryError } from '../errors.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import { UpstreamError } from '../upstream/errors.js';
-import { isIndexType, parseManifest, type Descriptor } from './media.js';
+import { isIndexType, parseManifest, type Descriptor } from '../oci/media.js';
 import type { MirrorService } from './mirror.js';
-import { checkDigest, isValidTag } from './reference.js';
+import { checkDigest, isValidTag } from '../oci/reference.js';
 import type { Routed, Router } from './routing.js';
 
 /** A tag pattern matching more tags than this is refused: almost certainly a typo (`*`). */

@@ -7,7 +7,7 @@
  */
 import type { UpstreamConfig } from '../config/types.js';
 import { registryError } from '../errors.js';
-import { isValidName } from './reference.js';
+import { isValidName } from '../oci/reference.js';
 
 export interface Routed {
   upstream: UpstreamConfig;

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join, dirname } from 'node:path';
 import type { ByteRange, StorageDriver } from './driver.js';
-import { checkDigest } from '../registry/reference.js';
+import { checkDigest } from '../oci/reference.js';
 
 /** 1 MiB reads: about 3× the throughput of the 64 KiB default on these machines. */
 export const READ_CHUNK = 1024 * 1024;

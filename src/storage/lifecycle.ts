@@ -33,7 +33,7 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics/metrics.js';
 import type { MetadataStore } from '../registry/metadata.js';
-import { parseManifest } from '../registry/media.js';
+import { parseManifest } from '../oci/media.js';
 import type { StorageDriver } from './driver.js';
 import { isNoSpace, type SpaceProbe } from './space.js';
 

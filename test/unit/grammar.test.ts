@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkDigest, isValidName, isValidTag, parseV2Path } from '../../src/registry/reference.js';
+import { checkDigest, isValidName, isValidTag } from '../../src/oci/reference.js';
+import { parseV2Path } from '../../src/http/v2-path.js';
 import { parseRange } from '../../src/http/range.js';
 import { parseChallenge, credentialsAllowed } from '../../src/upstream/challenge.js';
 

@@ -16,7 +16,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { registryError } from '../../errors.js';
-import { checkDigest, isValidTag, looksLikeDigest } from '../../registry/reference.js';
+import { checkDigest, isValidTag, looksLikeDigest } from '../../oci/reference.js';
 import type { Routed } from '../../registry/routing.js';
 import { CacheLifecycle, type LifecycleOptions } from '../../storage/lifecycle.js';
 import { filesystemSpace } from '../../storage/space.js';

@@ -1,6 +1,6 @@
 /**
  * The OCI Distribution pull API on /v2/. One wildcard route: repository names contain '/', so the
- * path is parsed from the right (src/registry/reference.ts), routed to an upstream
+ * path is parsed from the right (src/http/v2-path.ts), routed to an upstream
  * (src/registry/routing.ts), authorized, and answered from MirrorService. Push and delete answer
  * 405 UNSUPPORTED unless a feature enables them.
  */
@@ -10,8 +10,8 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { registryError } from '../../errors.js';
-import { parseAccept } from '../../registry/media.js';
-import { parseV2Path, type V2Route } from '../../registry/reference.js';
+import { parseAccept } from '../accept.js';
+import { parseV2Path, type V2Route } from '../v2-path.js';
 import type { Routed } from '../../registry/routing.js';
 import type { AccessItem } from '../../auth/access.js';
 import { parseRange } from '../range.js';

@@ -18,19 +18,6 @@ export function isIndexType(mediaType: string): boolean {
   return mediaType === MediaTypes.ociIndex || mediaType === MediaTypes.dockerList;
 }
 
-/** Parse Accept header values (possibly several headers) into bare media types. */
-export function parseAccept(accept: string | string[] | undefined): Set<string> {
-  const out = new Set<string>();
-  const values = Array.isArray(accept) ? accept : accept ? [accept] : [];
-  for (const v of values) {
-    for (const part of v.split(',')) {
-      const t = part.split(';')[0]?.trim().toLowerCase();
-      if (t) out.add(t);
-    }
-  }
-  return out;
-}
-
 export type Negotiation = { ok: true } | { ok: false; reason: string } | { ok: 'platform'; os: string; architecture: string };
 
 /**
