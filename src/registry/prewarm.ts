@@ -26,7 +26,7 @@ import type { UpstreamClient } from '../upstream/client.js';
 import { UpstreamError } from '../upstream/errors.js';
 import { isIndexType, parseManifest, type Descriptor } from '../oci/media.js';
 import type { MirrorService } from './mirror.js';
-import { checkDigest, isValidTag } from '../oci/reference.js';
+import { checkDigest, isValidTag, parseDigest, type Digest } from '../oci/reference.js';
 import type { Routed, Router } from './routing.js';
 
 /** A tag pattern matching more tags than this is refused: almost certainly a typo (`*`). */
@@ -115,7 +115,7 @@ export class PrewarmTransientError extends Error {
 export interface ParsedImageRef {
   routed: Routed;
   tag: string | null;
-  digest: string | null;
+  digest: Digest | null;
 }
 
 /** A first path component that names a registry host rather than a namespace. */
@@ -130,13 +130,13 @@ function looksLikeHost(component: string): boolean {
  */
 export function parseImageRef(ref: string, router: Router): ParsedImageRef {
   let rest = ref.trim();
-  let digest: string | null = null;
+  let digest: Digest | null = null;
   const at = rest.indexOf('@');
   if (at >= 0) {
-    digest = rest.slice(at + 1);
+    const c = checkDigest(rest.slice(at + 1));
     rest = rest.slice(0, at);
-    const c = checkDigest(digest);
     if (!c.ok) throw new PrewarmPermanentError(`${ref}: ${c.reason}`);
+    digest = c.digest;
   }
   let tag: string | null = null;
   const colon = rest.lastIndexOf(':');
@@ -301,7 +301,7 @@ class Run {
     if (digest === null) {
       // The upstream sent no digest on HEAD: only a GET by tag can tell (and it counts).
       this.checkBudget(`GET manifest ${this.r.name}:${tag}`);
-      const m = await mirror.getManifest(this.r, tag, new Set());
+      const m = await mirror.getManifest(this.r, { kind: 'tag', tag }, new Set());
       if (m.stale) throw new PrewarmTransientError(`${this.target.ref}: upstream did not answer for ${tag}`, undefined);
       this.progress.pulls += 1;
       digest = m.digest;
@@ -324,7 +324,7 @@ class Run {
    * Warm a manifest by digest: itself, the wanted children of an index, and every blob. Returns
    * its media type and size, or null (pattern members only) when no child has a wanted platform.
    */
-  private async warmDigest(digest: string, mustMatch: boolean): Promise<{ mediaType: string; size: number } | null> {
+  private async warmDigest(digest: Digest, mustMatch: boolean): Promise<{ mediaType: string; size: number } | null> {
     const top = await this.manifest(digest);
     const images: Buffer[] = [];
     if (isIndexType(top.mediaType)) {
@@ -335,17 +335,24 @@ class Run {
         this.deps.log.warn({ ref: this.target.ref, digest }, 'pre-warm: a matching tag lacks the configured platforms; skipped');
         return null;
       }
-      for (const child of children) images.push((await this.manifest(child.digest)).bytes);
+      for (const child of children) images.push((await this.manifest(this.digestOf(child))).bytes);
     } else {
       images.push(top.bytes);
     }
-    const blobs = [...new Set(images.flatMap((b) => parseManifest(b).blobs.map((d) => d.digest)))];
+    const blobs = [...new Set(images.flatMap((b) => parseManifest(b).blobs.map((d) => this.digestOf(d))))];
     await eachLimit(blobs, BLOB_PARALLELISM, (d) => this.blob(d));
     return { mediaType: top.mediaType, size: top.bytes.length };
   }
 
+  /** A descriptor's digest, parsed: a manifest naming an invalid digest cannot be warmed, now or later. */
+  private digestOf(d: Descriptor): Digest {
+    const digest = parseDigest(d.digest);
+    if (digest === null) throw new PrewarmPermanentError(`${this.target.ref}: a manifest references the invalid digest "${d.digest}"`);
+    return digest;
+  }
+
   /** A manifest from the cache, else one GET upstream (a pull) through the mirror's single-flight. */
-  private async manifest(digest: string): Promise<{ bytes: Buffer; mediaType: string }> {
+  private async manifest(digest: Digest): Promise<{ bytes: Buffer; mediaType: string }> {
     const { mirror } = this.deps;
     const local = await mirror.localManifest(digest);
     this.pinned.add(digest);
@@ -356,7 +363,7 @@ class Run {
     return mirror.manifestByDigest(this.r, digest);
   }
 
-  private async blob(digest: string): Promise<void> {
+  private async blob(digest: Digest): Promise<void> {
     this.pinned.add(digest);
     // Blob GETs are not pulls, but an upstream that answered 429 gets nothing until it recovers.
     const how = await this.deps.mirror.ensureBlob(this.r, digest, () => {

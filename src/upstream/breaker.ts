@@ -5,6 +5,15 @@
  */
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
+/** The breaker as operators see it (admin API): plain JSON. */
+export interface BreakerStatus {
+  state: BreakerState;
+  failures: number;
+  maxFails: number;
+  failTimeoutSeconds: number;
+  retryInSeconds: number;
+}
+
 export class Breaker {
   private fails = 0;
   private openedAt: number | null = null;
@@ -52,5 +61,15 @@ export class Breaker {
   retryIn(): number {
     if (this.openedAt === null) return 0;
     return Math.max(0, Math.ceil((this.failTimeout - (this.now() - this.openedAt)) / 1000));
+  }
+
+  status(): BreakerStatus {
+    return {
+      state: this.state,
+      failures: this.fails,
+      maxFails: this.maxFails,
+      failTimeoutSeconds: this.failTimeout / 1000,
+      retryInSeconds: this.retryIn(),
+    };
   }
 }

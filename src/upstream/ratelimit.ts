@@ -19,6 +19,22 @@ export interface RateLimitSnapshot {
   exhaustedUntil: number | null;
 }
 
+/** The pull budget as operators see it (admin API): plain JSON, times as ISO strings. */
+export interface RateLimitStatus {
+  limit: number | null;
+  remaining: number | null;
+  windowSeconds: number | null;
+  observedAt: string | null;
+  /** GETs are held back until `exhaustedUntil`. */
+  exhausted: boolean;
+  exhaustedUntil: string | null;
+  retryAfterSeconds: number;
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
 /** `N;w=S` → {value, window}. Returns null for anything else. */
 export function parseRateLimitHeader(v: string | string[] | undefined): { value: number; window: number | null } | null {
   const s = Array.isArray(v) ? v[0] : v;
@@ -85,5 +101,18 @@ export class RateLimitState {
 
   snapshot(): RateLimitSnapshot {
     return { ...this.snap };
+  }
+
+  status(): RateLimitStatus {
+    const blocked = this.blockedFor();
+    return {
+      limit: this.snap.limit,
+      remaining: this.remaining(),
+      windowSeconds: this.snap.window,
+      observedAt: iso(this.snap.observedAt),
+      exhausted: blocked > 0,
+      exhaustedUntil: blocked > 0 ? iso(this.snap.exhaustedUntil) : null,
+      retryAfterSeconds: blocked,
+    };
   }
 }

@@ -1,14 +1,11 @@
 /**
  * The admin JSON API under /api/v1: upstreams and their rate-limit and breaker state, cache
- * figures. Later features (pre-warm, purge) add their routes here.
+ * figures. Later features (pre-warm, purge) add their routes here. Views are rendered from the
+ * services' own `status()` objects, never from their internals.
  */
 import type { FastifyInstance } from 'fastify';
 import { prewarmRoutes } from './prewarm.js';
 import { cacheRoutes } from './cache.js';
-
-function iso(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
-}
 
 export async function apiRoutes(app: FastifyInstance): Promise<void> {
   app.addHook('onRequest', async (request) => {
@@ -20,39 +17,13 @@ export async function apiRoutes(app: FastifyInstance): Promise<void> {
   });
   /**
    * Each upstream as the mirror sees it now: its freshness and failure knobs, the breaker, and the
-   * pull budget the upstream last reported (`exhausted` while manifest GETs are held back).
+   * pull budget the upstream last reported (`exhausted` while manifest GETs are held back). Built
+   * from the mirror's own status view; this route only marks the default upstream.
    */
   app.get('/upstreams', async () => {
-    const upstreams = [...app.mirror.clients.values()].map((c) => {
-      const rl = c.rateLimit.snapshot();
-      const blocked = c.rateLimit.blockedFor();
-      return {
-        name: c.name,
-        url: c.config.url,
-        aliases: c.config.aliases,
-        default: c.name === app.router.default.name,
-        tagTtlSeconds: c.config.tagTtl / 1000,
-        staleWhileRevalidateSeconds: c.config.staleWhileRevalidate / 1000,
-        notFoundTtlSeconds: c.config.notFoundTtl / 1000,
-        maxConnections: c.config.maxConnections,
-        breaker: {
-          state: c.breaker.state,
-          failures: c.breaker.failures,
-          maxFails: c.config.maxFails,
-          failTimeoutSeconds: c.config.failTimeout / 1000,
-          retryInSeconds: c.breaker.retryIn(),
-        },
-        rateLimit: {
-          limit: rl.limit,
-          remaining: c.rateLimit.remaining(),
-          windowSeconds: rl.window,
-          observedAt: iso(rl.observedAt),
-          exhausted: blocked > 0,
-          exhaustedUntil: blocked > 0 ? iso(rl.exhaustedUntil) : null,
-          retryAfterSeconds: blocked,
-        },
-      };
-    });
+    const upstreams = app.mirror.status().upstreams.map(({ name, url, aliases, ...rest }) => ({
+      name, url, aliases, default: name === app.router.default.name, ...rest,
+    }));
     return { upstreams };
   });
   // Pre-warm entries and "run now" (src/http/routes/prewarm.ts), inside this scope so the hooks above apply.

@@ -1,8 +1,10 @@
 /**
  * The OCI Distribution pull API on /v2/. One wildcard route: repository names contain '/', so the
  * path is parsed from the right (src/http/v2-path.ts), routed to an upstream
- * (src/registry/routing.ts), authorized, and answered from MirrorService. Push and delete answer
- * 405 UNSUPPORTED unless a feature enables them.
+ * (src/registry/routing.ts), authorized, and answered by the Repository the resolver picks for
+ * it (src/registry/repository.ts; today always the mirror). References and digests are parsed
+ * here, once, after authorization; the layers below take the typed values. Push and delete
+ * answer 405 UNSUPPORTED unless a feature enables them.
  */
 import { ReadStream, read as readFd } from 'node:fs';
 import type { ServerResponse } from 'node:http';
@@ -10,9 +12,11 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { registryError } from '../../errors.js';
+import type { Digest } from '../../oci/reference.js';
 import { parseAccept } from '../accept.js';
 import { parseV2Path, type V2Route } from '../v2-path.js';
 import type { Routed } from '../../registry/routing.js';
+import { blobDigest, manifestRef, MirrorOnly, type Repository, type RepositoryResolver } from '../../registry/repository.js';
 import type { AccessItem } from '../../auth/access.js';
 import { parseRange } from '../range.js';
 import { commonHeaders, recordRequest } from '../hooks.js';
@@ -38,7 +42,16 @@ export function routeLabel(route: V2Route): string {
   }
 }
 
-export async function v2Routes(app: FastifyInstance): Promise<void> {
+export interface V2Options {
+  /**
+   * Picks the Repository that answers each request and lists repositories for `_catalog`.
+   * Without one, every name is answered by the mirror the app was built with.
+   */
+  repositories?: RepositoryResolver;
+}
+
+export async function v2Routes(app: FastifyInstance, opts: V2Options = {}): Promise<void> {
+  const repositories = opts.repositories ?? new MirrorOnly(app.mirror);
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const url = request.url;
     const qi = url.indexOf('?');
@@ -64,7 +77,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, [
         { type: 'registry', name: 'catalog', actions: ['*'] },
       ]);
-      return catalog(app, request, reply);
+      return catalog(app, repositories, request, reply);
     }
     if (route.kind === 'unknown') throw registryError('NAME_UNKNOWN', `no API route for ${pathOnly}`);
 
@@ -86,13 +99,14 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
     if (method !== 'GET' && method !== 'HEAD') throw registryError('UNSUPPORTED', `${method} is not supported by this mirror`);
     await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, access(['pull']));
 
+    const repository = repositories.resolve(routed);
     switch (route.kind) {
       case 'manifest':
-        return manifest(app, request, reply, routed, route.reference);
+        return manifest(app, repository, request, reply, routed, route.reference);
       case 'blob':
-        return blob(app, request, reply, routed, route.digest);
+        return blob(app, repository, request, reply, routed, blobDigest(route.digest));
       case 'tags':
-        return tags(app, request, reply, routed, ns);
+        return tags(repository, request, reply, routed, ns);
       case 'referrers':
         // A 404 is what tells a client to fall back to the referrers tag schema (spec end-12a).
         throw registryError('NAME_UNKNOWN', 'the referrers API is not served by this mirror');
@@ -109,8 +123,10 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2/*', handler });
 }
 
-async function manifest(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, routed: Routed, reference: string) {
-  const m = await app.mirror.getManifest(routed, reference, parseAccept(request.headers.accept));
+async function manifest(
+  app: FastifyInstance, repository: Repository, request: FastifyRequest, reply: FastifyReply, routed: Routed, reference: string,
+) {
+  const m = await repository.getManifest(routed, manifestRef(reference), parseAccept(request.headers.accept));
   const etag = `"${m.digest}"`;
   reply
     .header('content-type', m.mediaType)
@@ -128,14 +144,16 @@ async function manifest(app: FastifyInstance, request: FastifyRequest, reply: Fa
   return reply.send(m.bytes);
 }
 
-async function blob(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, routed: Routed, digest: string) {
+async function blob(
+  app: FastifyInstance, repository: Repository, request: FastifyRequest, reply: FastifyReply, routed: Routed, digest: Digest,
+) {
   if (request.method === 'HEAD') {
-    const s = await app.mirror.statBlob(routed, digest);
+    const s = await repository.statBlob(routed, digest);
     reply.header('docker-content-digest', digest).header('content-type', 'application/octet-stream').header('accept-ranges', 'bytes');
     if (s.size !== null) reply.header('content-length', String(s.size));
     return reply.send();
   }
-  const h = await app.mirror.getBlob(routed, digest);
+  const h = await repository.getBlob(routed, digest);
   const headers: Record<string, string> = {
     ...commonHeaders(app, reply),
     'docker-content-digest': digest,
@@ -331,9 +349,9 @@ async function sendFile(
   }
 }
 
-async function tags(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, routed: Routed, ns: string | undefined) {
+async function tags(repository: Repository, request: FastifyRequest, reply: FastifyReply, routed: Routed, ns: string | undefined) {
   const { n, last } = pagination(request.query, Infinity);
-  const all = await app.mirror.listTags(routed);
+  const all = await repository.listTags(routed);
   const after = last !== undefined ? all.filter((t) => t > last) : all;
   const page = n === undefined ? after : after.slice(0, n);
   if (n !== undefined && n > 0 && after.length > n && page.length > 0) {
@@ -347,10 +365,10 @@ async function tags(app: FastifyInstance, request: FastifyRequest, reply: Fastif
 const CATALOG_DEFAULT = 100;
 const CATALOG_MAX = 1000;
 
-async function catalog(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+async function catalog(app: FastifyInstance, repositories: RepositoryResolver, request: FastifyRequest, reply: FastifyReply) {
   const { n: asked, last } = pagination(request.query, CATALOG_MAX);
   const n = asked ?? CATALOG_DEFAULT;
-  const all = await app.mirror.catalog((u, name) => app.router.publicName(u, name));
+  const all = await repositories.catalog((u, name) => app.router.publicName(u, name));
   const after = last !== undefined ? all.filter((r) => r > last) : all;
   const page = after.slice(0, n);
   if (n > 0 && after.length > n) {

@@ -1,0 +1,205 @@
+/**
+ * The mirror's blob path. Local → stream it (Range-capable). Miss → exactly one upstream
+ * download per digest however many clients ask (led or joined through the fill coordinator);
+ * joined clients stream the bytes as they arrive; only a verified blob is committed. A HEAD
+ * never downloads. While the disk is full, each client's blob is streamed through uncached.
+ *
+ * Imports: storage/, upstream/, oci/, metrics. Never Fastify.
+ */
+import type { Readable } from 'node:stream';
+import { registryError } from '../errors.js';
+import type { Digest } from '../oci/reference.js';
+import type { ByteRange } from '../storage/driver.js';
+import { isNoSpace } from '../storage/space.js';
+import { verifiedStream } from '../storage/verify-stream.js';
+import { UpstreamError, toRegistryError } from '../upstream/errors.js';
+import { BlobFill } from './blob-fill.js';
+import type { SharedFill } from './fills.js';
+import { asUpstreamError, contentLength, type MirrorContext } from './mirror-context.js';
+import type { BlobHandle, BlobInfo } from './repository.js';
+import type { Routed } from './routing.js';
+
+/** How long a streamed-through blob's upstream response waits to be opened before it is let go. */
+const STREAM_THROUGH_OPEN_MS = 30_000;
+
+export class MirrorBlobs {
+  constructor(private readonly ctx: MirrorContext) {}
+
+  /**
+   * A handle on a blob: from the store when cached, else from the one upstream fill for this
+   * digest (started now, or joined). HEAD callers use `statBlob` instead: no download for a HEAD.
+   */
+  async getBlob(r: Routed, digest: Digest): Promise<BlobHandle> {
+    const { ctx } = this;
+    for (let attempt = 0; ; attempt++) {
+      const local = await ctx.driver.statBlob(digest);
+      if (local) {
+        if (attempt === 0) ctx.count('blob', 'hit');
+        ctx.hooks?.accessed(digest);
+        return {
+          digest, size: local.size, source: 'cache',
+          open: async (range) => {
+            const got = await ctx.driver.readBlob(digest, range);
+            if (got) return got.stream;
+            // Evicted between the stat and the open (lifecycle layer): fetch it again rather
+            // than fail a client that has not been sent a byte yet.
+            return (await this.getBlob(r, digest)).open(range);
+          },
+        };
+      }
+      // Disk full (lifecycle layer): no fill to join or start; this client gets its own stream.
+      if (ctx.fills.runningBlob(digest) === undefined && ctx.hooks?.canStore?.() === false) {
+        return this.streamThrough(r, digest, attempt === 0);
+      }
+      const { promise: pending, shared } = ctx.fills.blob(digest, () => this.startFill(r, digest));
+      if (attempt === 0) ctx.count('blob', shared ? 'coalesced' : 'miss');
+      let fill: SharedFill;
+      try {
+        fill = await pending;
+      } catch (err) {
+        if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
+        if (isNoSpace(err)) {
+          // Not even the spool file could be created: stream this one through.
+          ctx.hooks?.storageFull?.(err, null);
+          return this.streamThrough(r, digest, false);
+        }
+        throw err;
+      }
+      if (fill.state === 'failed' && isNoSpace(fill.error)) return this.streamThrough(r, digest, false);
+      if (fill.state === 'failed') {
+        // It failed before this client could read a byte: forget it, and (once) start afresh
+        // rather than hand the client another request's failure.
+        ctx.fills.abandonBlob(digest, pending);
+        if (shared && attempt === 0) continue;
+        throw toRegistryError(asUpstreamError(fill, r), 'BLOB_UNKNOWN');
+      }
+      if (fill.state === 'done') {
+        // Committed meanwhile: the store has it.
+        return { digest, size: fill.written, source: 'cache', open: async (range) => this.openStored(digest, range) };
+      }
+      const running = fill;
+      return {
+        digest, size: running.size, source: 'upstream',
+        open: async (range) => {
+          // Between the handle and the open the fill may have ended: committed bytes come from
+          // the store; a failure is answered as one (no bytes were sent yet), except a full disk,
+          // which this client gets round by streaming the blob through.
+          if (running.state === 'failed' && isNoSpace(running.error)) return (await this.streamThrough(r, digest, false)).open(range);
+          if (running.state === 'failed') throw toRegistryError(asUpstreamError(running, r), 'BLOB_UNKNOWN');
+          if (running.state === 'done') return this.openStored(digest, range);
+          return running.reader(range?.start ?? 0, range?.end ?? null);
+        },
+      };
+    }
+  }
+
+  private async openStored(digest: Digest, range: ByteRange | undefined): Promise<Readable> {
+    const got = await this.ctx.driver.readBlob(digest, range);
+    if (!got) throw registryError('BLOB_UNKNOWN', 'blob was removed while being opened');
+    return got.stream;
+  }
+
+  /** Lead a new fill: the upstream GET, then the download into the store, reported to the hooks. */
+  private async startFill(r: Routed, digest: Digest): Promise<SharedFill> {
+    const { ctx } = this;
+    const res = await ctx.upstreams.client(r.upstream).request({ method: 'GET', path: `/v2/${r.name}/blobs/${digest}`, kind: 'blob', repository: r.name });
+    const size = contentLength(res.headers);
+    let fill: BlobFill;
+    try {
+      fill = await BlobFill.create(digest, r.upstream.name, size, ctx.driver.spoolPath());
+    } catch (err) {
+      res.body.destroy();
+      throw err;
+    }
+    const upstreamName = r.upstream.name;
+    void fill
+      .run(res.body as AsyncIterable<Buffer>, { commit: (spool, d) => ctx.driver.commitBlob(spool, d) }, (n) =>
+        ctx.metrics.upstreamBytes.inc({ upstream: upstreamName }, n))
+      .then(() => {
+        if (fill.state === 'done') ctx.hooks?.stored(digest, fill.written, 'blob');
+        if (fill.state === 'failed' && isNoSpace(fill.error)) ctx.hooks?.storageFull?.(fill.error, fill.size);
+        if (fill.state === 'failed') {
+          ctx.log.warn({ upstream: upstreamName, digest, err: fill.error?.message }, 'blob fill failed; nothing was cached');
+        }
+      });
+    return fill;
+  }
+
+  /**
+   * Degraded mode while the disk is full: this client's own upstream GET, streamed straight
+   * through, hash-checked and not stored (src/storage/verify-stream.ts). One upstream request per
+   * client until space returns, which is the price of still answering at all.
+   */
+  private async streamThrough(r: Routed, digest: Digest, count: boolean): Promise<BlobHandle> {
+    const { ctx } = this;
+    if (count) ctx.count('blob', 'miss');
+    let res;
+    try {
+      res = await ctx.upstreams.client(r.upstream).request({ method: 'GET', path: `/v2/${r.name}/blobs/${digest}`, kind: 'blob', repository: r.name });
+    } catch (err) {
+      if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
+      throw err;
+    }
+    const body = res.body;
+    const size = contentLength(res.headers);
+    const upstreamName = r.upstream.name;
+    // A handle that is never opened (the request failed on a bad Range) must not hold the connection.
+    const abandon = setTimeout(() => body.destroy(), STREAM_THROUGH_OPEN_MS);
+    abandon.unref();
+    return {
+      digest, size, source: 'upstream',
+      open: async (range) => {
+        clearTimeout(abandon);
+        return verifiedStream(body as AsyncIterable<Buffer>, {
+          digest, size, ...(range ? { range } : {}),
+          mismatch: (reason) => new UpstreamError(upstreamName, 'integrity', `blob ${digest}: ${reason}`),
+          onBytes: (n) => ctx.metrics.upstreamBytes.inc({ upstream: upstreamName }, n),
+        });
+      },
+    };
+  }
+
+  /** Size of a blob without downloading it: the store, a running fill, or an upstream HEAD. */
+  async statBlob(r: Routed, digest: Digest): Promise<BlobInfo> {
+    const { ctx } = this;
+    const local = await ctx.driver.statBlob(digest);
+    if (local) {
+      ctx.count('blob', 'hit');
+      return { size: local.size, source: 'cache' };
+    }
+    const running = ctx.fills.runningBlob(digest);
+    if (running) {
+      const fill = await running.catch(() => null);
+      if (fill && fill.size !== null) return { size: fill.size, source: 'upstream' };
+    }
+    try {
+      const res = await ctx.upstreams.client(r.upstream).request({ method: 'HEAD', path: `/v2/${r.name}/blobs/${digest}`, kind: 'blob', repository: r.name });
+      res.body.resume();
+      return { size: contentLength(res.headers), source: 'upstream' };
+    } catch (err) {
+      if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
+      throw err;
+    }
+  }
+
+  /**
+   * Pre-warm: make sure a blob is in the store without reading it. Cached: nothing to do. Else
+   * start, or join, the one fill for the digest (the same one clients join) and wait until it
+   * commits. `beforeFetch` runs only when this call would start a new upstream download, so a
+   * budget check there can still stop it. Throws UpstreamError when the fill fails.
+   */
+  async ensureBlob(r: Routed, digest: Digest, beforeFetch?: () => void): Promise<'cached' | 'fetched' | 'joined'> {
+    const { ctx } = this;
+    if (await ctx.driver.statBlob(digest)) {
+      ctx.hooks?.accessed(digest);
+      return 'cached';
+    }
+    if (ctx.fills.runningBlob(digest) === undefined) beforeFetch?.();
+    const { promise, shared } = ctx.fills.blob(digest, () => this.startFill(r, digest));
+    const fill = await promise;
+    await fill.finished.catch(() => {
+      throw asUpstreamError(fill, r);
+    });
+    return shared ? 'joined' : 'fetched';
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * What the parts of MirrorService (mirror-manifests.ts, mirror-blobs.ts, mirror-tags.ts) share:
+ * the store and its records, the upstream clients, the fill coordinator, the clock, the
+ * lifecycle hooks, and the two habits every part follows (count each client request once; a
+ * record write that meets a full disk is reported, not thrown).
+ *
+ * Imports: storage/, upstream/, metrics, config types. Never Fastify.
+ */
+import type { Logger } from 'pino';
+import type { CacheKind, CacheResult, Metrics } from '../metrics/metrics.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { isNoSpace } from '../storage/space.js';
+import { header, type Headers } from '../upstream/client.js';
+import { UpstreamError } from '../upstream/errors.js';
+import type { FillCoordinator, SharedFill } from './fills.js';
+import type { MetadataStore } from './metadata.js';
+import type { Routed } from './routing.js';
+import type { UpstreamSet } from './upstreams.js';
+
+/**
+ * What the cache tells the lifecycle layer (eviction, GC, storage figures). Called on the request
+ * path, so implementations must be cheap and must not throw.
+ */
+export interface CacheHooks {
+  /** A blob or manifest was served or used (for LRU by last access). */
+  accessed(digest: string): void;
+  /** A blob or manifest was committed to storage. */
+  stored(digest: string, size: number, kind: 'manifest' | 'blob'): void;
+  /** A write failed because the disk is full (ENOSPC); `needed` is the blob's size when known. */
+  storageFull?(err: Error, needed: number | null): void;
+  /** May a blob miss be cached now? false (disk full) → stream it through uncached. */
+  canStore?(): boolean;
+}
+
+export class MirrorContext {
+  /** Lifecycle listener; null until one is attached. Read at each use, so attaching later works. */
+  hooks: CacheHooks | null;
+
+  constructor(
+    readonly driver: StorageDriver,
+    readonly meta: MetadataStore,
+    readonly upstreams: UpstreamSet,
+    readonly fills: FillCoordinator,
+    readonly metrics: Metrics,
+    readonly log: Logger,
+    readonly now: () => number,
+    hooks: CacheHooks | null,
+  ) {
+    this.hooks = hooks;
+  }
+
+  count(kind: CacheKind, result: CacheResult): void {
+    this.metrics.cacheRequests.inc({ kind, result });
+  }
+
+  /**
+   * Write a record or a manifest; when the disk is full (ENOSPC) tell the lifecycle layer and go
+   * on without it, so the client is still answered (from memory, or by asking upstream again
+   * next time). Any other failure is thrown. Returns whether the write happened.
+   */
+  async record(write: () => Promise<void>): Promise<boolean> {
+    try {
+      await write();
+      return true;
+    } catch (err) {
+      if (!isNoSpace(err)) throw err;
+      this.hooks?.storageFull?.(err, null);
+      return false;
+    }
+  }
+}
+
+/** An upstream response's Content-Length, when it sent a plain one. */
+export function contentLength(headers: Headers): number | null {
+  const len = header(headers, 'content-length');
+  return len !== undefined && /^\d+$/.test(len) ? Number(len) : null;
+}
+
+/** The error a failed fill ended with, as the upstream failure it stands for. */
+export function asUpstreamError(fill: SharedFill, r: Routed): UpstreamError {
+  const e = fill.error;
+  if (e instanceof UpstreamError) return e;
+  return new UpstreamError(r.upstream.name, 'unavailable', `blob ${fill.digest}: download failed: ${e?.message ?? 'unknown error'}`);
+}

@@ -1,0 +1,354 @@
+/**
+ * The mirror's manifest path. By digest: immutable, so local when cached, else fetched once
+ * (single-flight through the fill coordinator), verified and stored. By tag: trusted for
+ * `tagTtl`, then revalidated with a free HEAD; only a changed digest is fetched; on any upstream
+ * failure the last known manifest is answered stale. Upstream 404s are remembered for
+ * `notFoundTtl`; hot manifests are kept in memory so a warm hit touches no disk.
+ *
+ * Counting: every client request for a manifest adds exactly one to berth_cache_requests_total:
+ * hit (answered locally, nothing asked upstream), revalidated (a HEAD upstream confirmed what the
+ * cache holds), miss (fetched, or tried to fetch, from upstream), coalesced (joined another
+ * request's fetch), stale (answered from the cache because the upstream failed).
+ *
+ * Imports: storage/, upstream/, oci/, metrics. Never Fastify.
+ */
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { registryError } from '../errors.js';
+import type { CacheResult } from '../metrics/metrics.js';
+import { MANIFEST_TYPES, UPSTREAM_ACCEPT, negotiate, parseManifest, sniffMediaType } from '../oci/media.js';
+import { parseDigest, type Digest } from '../oci/reference.js';
+import { header, MAX_MANIFEST_BYTES } from '../upstream/client.js';
+import { UpstreamError, toRegistryError } from '../upstream/errors.js';
+import type { TagOutcome } from './fills.js';
+import type { TagRecord } from './metadata.js';
+import type { MirrorContext } from './mirror-context.js';
+import type { ManifestRef, ManifestResult } from './repository.js';
+import type { Routed } from './routing.js';
+
+export interface CachedManifest {
+  bytes: Buffer;
+  mediaType: string;
+}
+
+/** A tag record whose digest has been parsed (once per request, where the record is read). */
+type KnownTag = TagRecord & { digest: Digest };
+
+/** The record as a typed value; a record whose digest does not parse is no record at all. */
+function knownTag(rec: TagRecord | null): KnownTag | null {
+  if (!rec) return null;
+  const digest = parseDigest(rec.digest);
+  return digest ? { ...rec, digest } : null;
+}
+
+export class MirrorManifests {
+  /** Hot manifests by digest: bytes and media type, no disk and no JSON on the warm path. */
+  private readonly manifestCache = new LRUCache<string, CachedManifest>({
+    maxSize: 64 * 1024 * 1024,
+    sizeCalculation: (v) => v.bytes.length + 200,
+  });
+  /** Upstream 404s remembered for `notFoundTtl`: key → until (ms since epoch). */
+  private readonly notFound = new LRUCache<string, number>({ max: 10_000 });
+  /** Repository links already on disk (upstream|name|digest): a warm hit must not write a file. */
+  private readonly linked = new LRUCache<string, true>({ max: 100_000 });
+  /** Stale answers already logged, once per tag and cause until the tag revalidates again. */
+  private readonly staleLogged = new LRUCache<string, true>({ max: 10_000 });
+
+  constructor(private readonly ctx: MirrorContext) {}
+
+  /** The lifecycle layer removed (or is removing) this manifest: stop serving it from memory. */
+  forget(digest: string): void {
+    this.manifestCache.delete(digest);
+    // Eviction removed its links too; the next hit through a repository writes its link again.
+    for (const key of this.linked.keys()) if (key.endsWith(`|${digest}`)) this.linked.delete(key);
+  }
+
+  /**
+   * A manifest by tag or digest, negotiated against the client's Accept. Throws catalogued
+   * errors; an upstream failure with nothing to serve is MANIFEST_UNKNOWN's family.
+   */
+  async getManifest(r: Routed, ref: ManifestRef, accept: Set<string>): Promise<ManifestResult> {
+    try {
+      return await this.negotiatedManifest(r, ref, accept);
+    } catch (err) {
+      if (err instanceof UpstreamError) throw toRegistryError(err, 'MANIFEST_UNKNOWN');
+      throw err;
+    }
+  }
+
+  private async negotiatedManifest(r: Routed, ref: ManifestRef, accept: Set<string>): Promise<ManifestResult> {
+    const byTag = ref.kind === 'tag';
+    const result = ref.kind === 'tag' ? await this.manifestByTag(r, ref.tag) : await this.manifestByDigest(r, ref.digest);
+    const n = negotiate(result.mediaType, accept, byTag);
+    if (n.ok === true) return result;
+    if (n.ok === false) throw registryError('MANIFEST_UNKNOWN', n.reason);
+    // An old client asked for a manifest list by tag: give it the linux/amd64 image.
+    const list = parseManifest(result.bytes);
+    const pick = list.manifests.find((d) => d.platform?.os === n.os && d.platform.architecture === n.architecture);
+    if (!pick) throw registryError('MANIFEST_UNKNOWN', `manifest list has no ${n.os}/${n.architecture} entry for this client`);
+    const child = parseDigest(pick.digest);
+    if (child === null) throw registryError('MANIFEST_UNKNOWN', `manifest list entry for ${n.os}/${n.architecture} has no valid digest`);
+    const got = await this.resolveDigest(r, child);
+    return { ...got.value, stale: result.stale };
+  }
+
+  /** A manifest already in the cache, by digest (memory, then storage). */
+  async localManifest(digest: Digest): Promise<CachedManifest | null> {
+    const hot = this.manifestCache.get(digest);
+    if (hot) {
+      this.ctx.hooks?.accessed(digest);
+      return hot;
+    }
+    const rec = await this.ctx.meta.getManifest(digest);
+    if (!rec) return null;
+    const bytes = await this.ctx.driver.readBlobBuffer(digest);
+    if (!bytes) return null;
+    const m = { bytes, mediaType: rec.mediaType };
+    this.manifestCache.set(digest, m);
+    this.ctx.hooks?.accessed(digest);
+    return m;
+  }
+
+  /** A manifest by digest: immutable, so local when cached, else fetched once and verified. */
+  async manifestByDigest(r: Routed, digest: Digest): Promise<ManifestResult> {
+    let result: CacheResult = 'miss';
+    try {
+      const got = await this.resolveDigest(r, digest, (joined) => {
+        result = joined;
+      });
+      result = got.result;
+      return got.value;
+    } finally {
+      this.ctx.count('manifest', result);
+    }
+  }
+
+  /**
+   * Local, else the one upstream fetch for (upstream, repository, digest). `onJoin` learns at once
+   * whether this call started the fetch or joined one, so a failed fetch is still counted right.
+   */
+  private async resolveDigest(
+    r: Routed, digest: Digest, onJoin?: (result: CacheResult) => void,
+  ): Promise<{ value: ManifestResult; result: CacheResult }> {
+    const local = await this.localManifest(digest);
+    if (local) {
+      this.linkLater(r, digest);
+      return { value: { bytes: local.bytes, mediaType: local.mediaType, digest, stale: false }, result: 'hit' };
+    }
+    const key = `${r.upstream.name}|${r.name}|${digest}`;
+    this.checkNotFound(key, r);
+    const { promise, shared } = this.ctx.fills.manifest({ upstream: r.upstream.name, name: r.name, digest }, () =>
+      this.fetchManifest(r, digest, digest).catch((err: unknown) => {
+        this.rememberNotFound(key, r, err);
+        throw err;
+      }));
+    const result: CacheResult = shared ? 'coalesced' : 'miss';
+    onJoin?.(result);
+    return { value: await promise, result };
+  }
+
+  private async manifestByTag(r: Routed, tag: string): Promise<ManifestResult> {
+    const { ctx } = this;
+    const rec = knownTag(await ctx.meta.getTag(r.upstream.name, r.name, tag));
+    const age = rec ? ctx.now() - rec.checkedAt : Infinity;
+    if (rec && age < r.upstream.tagTtl) {
+      const local = await this.localManifest(rec.digest);
+      if (local) {
+        ctx.count('manifest', 'hit');
+        return { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: false };
+      }
+    }
+    const key = `${r.upstream.name}|${r.name}|${tag}`;
+    const fill = { upstream: r.upstream.name, name: r.name, tag };
+    if (rec && r.upstream.staleWhileRevalidate > 0 && age < r.upstream.tagTtl + r.upstream.staleWhileRevalidate) {
+      const local = await this.localManifest(rec.digest);
+      if (local) {
+        // Answer now; one background revalidation (joined by any other) refreshes the record
+        // for the next client. Its failures are the stale path's business, not this client's.
+        void ctx.fills.tag(fill, () => this.revalidateTag(r, tag, rec)).promise.catch(() => undefined);
+        ctx.count('manifest', 'hit');
+        return { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: false };
+      }
+    }
+    let result: CacheResult = 'miss';
+    try {
+      this.checkNotFound(key, r);
+      const { promise, shared } = ctx.fills.tag(fill, () => this.revalidateTag(r, tag, rec));
+      if (shared) result = 'coalesced';
+      const out = await promise;
+      // A stale answer is counted as stale whoever asked: that is the figure operators watch.
+      result = out.value.stale ? 'stale' : shared ? 'coalesced' : out.result;
+      return out.value;
+    } finally {
+      ctx.count('manifest', result);
+    }
+  }
+
+  /**
+   * Ask upstream what the tag points at now (HEAD, free on Docker Hub); fetch only what changed;
+   * on any upstream failure answer the last known manifest, marked stale. Never answers a digest
+   * whose manifest this mirror does not hold: a changed tag is fetched before it is answered.
+   */
+  private async revalidateTag(r: Routed, tag: string, rec: KnownTag | null): Promise<TagOutcome> {
+    const { ctx } = this;
+    const client = ctx.upstreams.client(r.upstream);
+    const path = `/v2/${r.name}/manifests/${tag}`;
+    const key = `${r.upstream.name}|${r.name}|${tag}`;
+    const putTag = (m: ManifestResult, now: number): Promise<boolean> => ctx.record(() => ctx.meta.putTag(r.upstream.name, r.name, tag, {
+      digest: m.digest, mediaType: m.mediaType, size: m.bytes.length, fetchedAt: now, checkedAt: now,
+    }));
+    try {
+      // Nothing cached and the pull budget spent: only a GET could answer, so answer 429 at once.
+      if (!rec) client.checkPullBudget(`GET ${path}`);
+      const head = await client.request({ method: 'HEAD', path, kind: 'manifest', repository: r.name, headers: { accept: UPSTREAM_ACCEPT } });
+      head.body.resume();
+      const announced = header(head.headers, 'docker-content-digest');
+      const digest = announced !== undefined ? parseDigest(announced) : null;
+      const now = ctx.now();
+      if (digest) {
+        if (rec && rec.digest === digest) {
+          const local = await this.localManifest(digest);
+          if (local) {
+            await ctx.record(() => ctx.meta.putTag(r.upstream.name, r.name, tag, { ...rec, checkedAt: now }));
+            this.staleForget(key);
+            return { value: { bytes: local.bytes, mediaType: local.mediaType, digest, stale: false }, result: 'revalidated' };
+          }
+        }
+        const got = await this.resolveDigest(r, digest);
+        await putTag(got.value, now);
+        this.staleForget(key);
+        // The new digest was already held (another tag or repository): upstream was asked, the cache answered.
+        return { value: got.value, result: got.result === 'hit' ? 'revalidated' : got.result };
+      }
+      // No digest header: the only way to learn the digest is to GET by tag (counts as a pull).
+      const m = await this.fetchManifest(r, tag, null);
+      await putTag(m, now);
+      this.staleForget(key);
+      return { value: m, result: 'miss' };
+    } catch (err) {
+      if (!(err instanceof UpstreamError)) throw err;
+      this.rememberNotFound(key, r, err);
+      // A 404 is an answer, not a failure: the tag is gone upstream.
+      if (rec && err.kind !== 'not-found') {
+        const local = await this.localManifest(rec.digest);
+        if (local) {
+          this.logStaleOnce(key, r, tag, err);
+          return { value: { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: true }, result: 'stale' };
+        }
+      }
+      throw err;
+    }
+  }
+
+  private logStaleOnce(key: string, r: Routed, tag: string, err: UpstreamError): void {
+    const once = `${key}|${err.kind}|${err.causeCode ?? err.status ?? ''}`;
+    if (this.staleLogged.has(once)) return;
+    this.staleLogged.set(once, true);
+    this.ctx.log.warn({ upstream: r.upstream.name, repository: r.name, tag, cause: err.kind, status: err.status, code: err.causeCode, reason: err.message },
+      'upstream failed; serving the cached manifest stale');
+  }
+
+  private staleForget(key: string): void {
+    if (this.staleLogged.size === 0) return;
+    for (const k of [...this.staleLogged.keys()]) if (k.startsWith(`${key}|`)) this.staleLogged.delete(k);
+  }
+
+  /** Throw the remembered 404 while it is fresh (`notFoundTtl`): no upstream request for it. */
+  private checkNotFound(key: string, r: Routed): void {
+    const until = this.notFound.get(key);
+    if (until === undefined) return;
+    if (until > this.ctx.now()) throw new UpstreamError(r.upstream.name, 'not-found', 'remembered as not found upstream');
+    this.notFound.delete(key);
+  }
+
+  private rememberNotFound(key: string, r: Routed, err: unknown): void {
+    if (err instanceof UpstreamError && err.kind === 'not-found' && err.status === 404 && r.upstream.notFoundTtl > 0) {
+      this.notFound.set(key, this.ctx.now() + r.upstream.notFoundTtl);
+    }
+  }
+
+  /**
+   * GET a manifest upstream (by digest, or by tag when the upstream gave no digest on HEAD),
+   * verify it, store it, link it to the repository.
+   */
+  private async fetchManifest(r: Routed, reference: string, expected: Digest | null): Promise<ManifestResult> {
+    const { ctx } = this;
+    const res = await ctx.upstreams.client(r.upstream).request({
+      method: 'GET',
+      path: `/v2/${r.name}/manifests/${reference}`,
+      kind: 'manifest',
+      repository: r.name,
+      headers: { accept: UPSTREAM_ACCEPT },
+    });
+    const chunks: Buffer[] = [];
+    let total = 0;
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        total += chunk.length;
+        if (total > MAX_MANIFEST_BYTES) {
+          res.body.destroy();
+          throw new UpstreamError(r.upstream.name, 'bad-response', `manifest ${reference} is larger than ${MAX_MANIFEST_BYTES} bytes`);
+        }
+        chunks.push(chunk);
+      }
+    } catch (err) {
+      if (err instanceof UpstreamError) throw err;
+      const code = (err as { code?: unknown }).code;
+      throw new UpstreamError(r.upstream.name, 'unavailable', `manifest ${reference}: body cut: ${(err as Error).message}`, {
+        ...(typeof code === 'string' ? { causeCode: code } : {}),
+      });
+    }
+    ctx.metrics.upstreamBytes.inc({ upstream: r.upstream.name }, total);
+    const bytes = Buffer.concat(chunks, total);
+    const announced = header(res.headers, 'docker-content-digest');
+    const want = expected ?? (announced !== undefined ? parseDigest(announced) : null);
+    const algorithm = want ? want.slice(0, want.indexOf(':')) : 'sha256';
+    // Built from a supported algorithm and its own hex encoding: a digest by construction.
+    const digest = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
+    if (want && digest !== want) {
+      throw new UpstreamError(r.upstream.name, 'integrity', `manifest ${reference}: bytes hash to ${digest}, expected ${want}`);
+    }
+    const ctype = header(res.headers, 'content-type')?.split(';')[0]?.trim();
+    const mediaType = ctype && MANIFEST_TYPES.includes(ctype) ? ctype : (sniffMediaType(bytes) ?? ctype ?? 'application/octet-stream');
+    await this.storeManifest(digest, bytes, mediaType);
+    if (await ctx.record(() => ctx.meta.link(r.upstream.name, r.name, digest, ctx.now()))) {
+      this.linked.set(`${r.upstream.name}|${r.name}|${digest}`, true);
+    }
+    return { bytes, mediaType, digest, stale: false };
+  }
+
+  private async storeManifest(digest: Digest, bytes: Buffer, mediaType: string): Promise<void> {
+    const { ctx } = this;
+    this.manifestCache.set(digest, { bytes, mediaType });
+    const stored = await ctx.record(async () => {
+      await ctx.driver.putBlobBuffer(digest, bytes);
+      await ctx.meta.putManifest(digest, { mediaType, size: bytes.length });
+    });
+    if (stored) ctx.hooks?.stored(digest, bytes.length, 'manifest');
+  }
+
+  private linkLater(r: Routed, digest: Digest): void {
+    // A manifest reached through another repository still belongs to this one (catalog). Written
+    // once per (repository, digest) per process: warm hits stay free of disk writes.
+    const key = `${r.upstream.name}|${r.name}|${digest}`;
+    if (this.linked.has(key)) return;
+    this.linked.set(key, true);
+    this.ctx.meta.link(r.upstream.name, r.name, digest, this.ctx.now()).catch((err: unknown) => {
+      this.linked.delete(key);
+      this.ctx.log.warn({ err, digest }, 'could not record repository link');
+    });
+  }
+
+  /**
+   * Pre-warm: the digest a tag points at upstream now, from one HEAD (free on Docker Hub). No GET,
+   * no cache, no stale fallback: null when the upstream sends no digest. Throws UpstreamError.
+   */
+  async resolveTag(r: Routed, tag: string): Promise<Digest | null> {
+    const res = await this.ctx.upstreams.client(r.upstream).request({
+      method: 'HEAD', path: `/v2/${r.name}/manifests/${tag}`, kind: 'manifest', repository: r.name, headers: { accept: UPSTREAM_ACCEPT },
+    });
+    res.body.resume();
+    const digest = header(res.headers, 'docker-content-digest');
+    return digest !== undefined ? parseDigest(digest) : null;
+  }
+}
