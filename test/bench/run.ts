@@ -3,6 +3,7 @@
 //
 //   node dist/test/bench/run.js [--quick] [--rounds N] [--blob-mib N] [--link-mib-s N]
 //                               [--only cold,blob,manifest] [--no-direct] [--out FILE]
+//   node dist/test/bench/run.js --soak [--seconds N] [--connections N] [--cold N]   (soak.ts)
 //
 // Everything it starts (Distribution ×2, Berth, nginx, load generators) runs on free loopback
 // ports as child processes and is stopped at the end, on an error, and on Ctrl-C.
@@ -22,6 +23,7 @@ import {
   type CountingProxy, type Nginx, type WrkResult,
 } from './servers.js';
 import type { OnceResult, PullResult, ThroughputResult } from './load-client.js';
+import { runSoak } from './soak.js';
 import { MiB, summarize, fmt, fmtSummary, ratio, ratioValue, type Summary } from './stats.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -58,6 +60,7 @@ const USAGE = `usage: npm run bench [-- options]
   --only LIST         sections to run: cold,blob,manifest (default all)
   --no-direct         leave out Distribution serving its own storage
   --out FILE          where the report goes (default docs/benchmarks.md; quick: dist/bench/)
+  --soak              the soak instead: mixed warm load, then a cold fan-out (see test/bench/soak.ts)
 `;
 
 function parseArgs(argv: string[]): Options {
@@ -655,8 +658,9 @@ async function writeReport(file: string, section: string): Promise<void> {
   await writeFile(file, next);
 }
 
-main().then(
-  () => process.exit(0),
+const entry = process.argv.includes('--soak') ? runSoak(process.argv.slice(2)) : main().then(() => 0);
+entry.then(
+  (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);

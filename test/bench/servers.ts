@@ -224,9 +224,10 @@ function toMs(text: string): number {
 }
 
 /** `wrk --latency` against a URL with extra headers; parses requests/s, p50 and p99. wrk takes whole seconds. */
-export async function runWrk(url: string, opts: { threads: number; connections: number; durationS: number; headers: Record<string, string> }): Promise<WrkResult> {
+export async function runWrk(url: string, opts: { threads: number; connections: number; durationS: number; headers: Record<string, string>; script?: string }): Promise<WrkResult> {
   const args = ['-t', String(opts.threads), '-c', String(opts.connections), '-d', `${Math.max(1, Math.round(opts.durationS))}s`, '--latency', '--timeout', '10s'];
   for (const [k, v] of Object.entries(opts.headers)) args.push('-H', `${k}: ${v}`);
+  if (opts.script !== undefined) args.push('-s', opts.script);
   args.push(url);
   const proc = await startProcess('wrk', args, { aptPackage: 'wrk' });
   const timer = setTimeout(() => proc.kill('SIGKILL'), (opts.durationS + 30) * 1000);
