@@ -22,8 +22,8 @@ import { header, MAX_MANIFEST_BYTES, UpstreamClient } from '../upstream/client.j
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import { BlobFill } from './blob-fill.js';
 import { MANIFEST_TYPES, UPSTREAM_ACCEPT, isIndexType, negotiate, parseManifest, sniffMediaType } from '../oci/media.js';
-import { MetadataStore, type TagRecord } from './metadata.js';
-import { checkDigest, isValidTag, looksLikeDigest } from '../oci/reference.js';
+import { MetadataStore, type TagRecord } from '../storage/records.js';
+import { checkDigest, isValidTag, looksLikeDigest, parseDigest, type Digest } from '../oci/reference.js';
 import type { Routed } from './routing.js';
 import { SingleFlight } from './singleflight.js';
 
@@ -208,8 +208,9 @@ export class MirrorService {
       return hot;
     }
     const rec = await this.meta.getManifest(digest);
-    if (!rec) return null;
-    const bytes = await this.driver.readBlobBuffer(digest);
+    const d = rec && parseDigest(digest);
+    if (!rec || !d) return null;
+    const bytes = await this.driver.readBlobBuffer(d);
     if (!bytes) return null;
     const m = { bytes, mediaType: rec.mediaType };
     this.manifestCache.set(digest, m);
@@ -423,8 +424,10 @@ export class MirrorService {
 
   private async storeManifest(digest: string, bytes: Buffer, mediaType: string): Promise<void> {
     this.manifestCache.set(digest, { bytes, mediaType });
+    const d = parseDigest(digest);
+    if (!d) throw new Error(`cannot store manifest ${digest}: not a digest`);
     const stored = await this.record(async () => {
-      await this.driver.putBlobBuffer(digest, bytes);
+      await this.driver.putBlobBuffer(d, bytes);
       await this.meta.putManifest(digest, { mediaType, size: bytes.length });
     });
     if (stored) this.hooks?.stored(digest, bytes.length, 'manifest');
@@ -469,9 +472,10 @@ export class MirrorService {
    * A handle on a blob: from the store when cached, else from the one upstream fill for this
    * digest (started now, or joined). HEAD callers use `statBlob` instead: no download for a HEAD.
    */
-  async getBlob(r: Routed, digest: string): Promise<BlobHandle> {
-    const c = checkDigest(digest);
+  async getBlob(r: Routed, raw: string): Promise<BlobHandle> {
+    const c = checkDigest(raw);
     if (!c.ok) throw registryError('DIGEST_INVALID', c.reason);
+    const digest = c.digest;
     for (let attempt = 0; ; attempt++) {
       const local = await this.driver.statBlob(digest);
       if (local) {
@@ -533,14 +537,14 @@ export class MirrorService {
     }
   }
 
-  private async openStored(digest: string, range: ByteRange | undefined): Promise<Readable> {
+  private async openStored(digest: Digest, range: ByteRange | undefined): Promise<Readable> {
     const got = await this.driver.readBlob(digest, range);
     if (!got) throw registryError('BLOB_UNKNOWN', 'blob was removed while being opened');
     return got.stream;
   }
 
   /** Start the fill for a digest and list it, so every later client joins it until it ends. */
-  private beginFill(r: Routed, digest: string): Promise<BlobFill> {
+  private beginFill(r: Routed, digest: Digest): Promise<BlobFill> {
     const pending = this.startFill(r, digest);
     this.flights.blobs.set(digest, pending);
     const forget = (): void => {
@@ -550,21 +554,21 @@ export class MirrorService {
     return pending;
   }
 
-  private async startFill(r: Routed, digest: string): Promise<BlobFill> {
+  private async startFill(r: Routed, digest: Digest): Promise<BlobFill> {
     const client = this.client(r.upstream);
     const res = await client.request({ method: 'GET', path: `/v2/${r.name}/blobs/${digest}`, kind: 'blob', repository: r.name });
     const len = header(res.headers, 'content-length');
     const size = len !== undefined && /^\d+$/.test(len) ? Number(len) : null;
     let fill: BlobFill;
     try {
-      fill = await BlobFill.create(digest, r.upstream.name, size, this.driver.spoolPath());
+      fill = await BlobFill.create(digest, r.upstream.name, size, this.driver);
     } catch (err) {
       res.body.destroy();
       throw err;
     }
     const upstreamName = r.upstream.name;
     void fill
-      .run(res.body as AsyncIterable<Buffer>, { commit: (spool, d) => this.driver.commitBlob(spool, d) }, (n) =>
+      .run(res.body as AsyncIterable<Buffer>, (n) =>
         this.metrics.upstreamBytes.inc({ upstream: upstreamName }, n))
       .then(() => {
         if (fill.state === 'done') this.hooks?.stored(digest, fill.written, 'blob');
@@ -611,9 +615,10 @@ export class MirrorService {
   }
 
   /** Size of a blob without downloading it: the store, a running fill, or an upstream HEAD. */
-  async statBlob(r: Routed, digest: string): Promise<{ size: number | null; source: 'cache' | 'upstream' }> {
-    const c = checkDigest(digest);
+  async statBlob(r: Routed, raw: string): Promise<{ size: number | null; source: 'cache' | 'upstream' }> {
+    const c = checkDigest(raw);
     if (!c.ok) throw registryError('DIGEST_INVALID', c.reason);
+    const digest = c.digest;
     const local = await this.driver.statBlob(digest);
     if (local) {
       this.count('blob', 'hit');
@@ -641,7 +646,10 @@ export class MirrorService {
    * commits. `beforeFetch` runs only when this call would start a new upstream download, so a
    * budget check there can still stop it. Throws UpstreamError when the fill fails.
    */
-  async ensureBlob(r: Routed, digest: string, beforeFetch?: () => void): Promise<'cached' | 'fetched' | 'joined'> {
+  async ensureBlob(r: Routed, raw: string, beforeFetch?: () => void): Promise<'cached' | 'fetched' | 'joined'> {
+    const c = checkDigest(raw);
+    if (!c.ok) throw registryError('DIGEST_INVALID', c.reason);
+    const digest = c.digest;
     if (await this.driver.statBlob(digest)) {
       this.hooks?.accessed(digest);
       return 'cached';
