@@ -46,10 +46,12 @@ export interface ServiceOptions {
   readiness?: ReadinessCheck[];
   metrics?: Metrics;
   now?: () => number;
+  /** A driver built elsewhere (tests: the in-memory one); createDriver(config.storage) by default. */
+  driver?: StorageDriver;
 }
 
 export async function createServices(config: BerthConfig, log: Logger, opts: ServiceOptions = {}): Promise<Services> {
-  const driver = createDriver(config.storage);
+  const driver = opts.driver ?? createDriver(config.storage);
   await driver.init();
   const metrics = opts.metrics ?? new Metrics();
   metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize });
