@@ -49,6 +49,7 @@ export class ReferenceGraph {
     return this.manifests.size;
   }
 
+  // Lookups take any string (records hold digests as text); keys only ever go in as parsed Digests.
   has(d: string): boolean {
     return this.manifests.has(d as Digest);
   }

@@ -48,6 +48,8 @@ export class UsageIndex {
     return this.blobs.size;
   }
 
+  // Lookups take any string (tag and pin records hold digests as text): a miss is the answer for
+  // one that is not a digest, since keys only ever go in as parsed Digests.
   has(d: string): boolean {
     return this.blobs.has(d as Digest);
   }
