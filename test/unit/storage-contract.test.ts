@@ -116,20 +116,23 @@ for (const factory of factories) {
       await staged.discard();
       await staged.close();
       assert.equal(await driver.statBlob(d), null);
-      await sleep(15);
-      assert.deepEqual(await driver.sweepStaging(5, true), { files: 0, bytes: 0 });
+      // A negative age counts every stage, however new.
+      assert.deepEqual(await driver.sweepStaging(-60_000, true), { files: 0, bytes: 0 });
     });
 
     it('the staging sweep removes only stages not written for the given age, and a dry run removes nothing', async () => {
+      // Ages are real time (a spool file's mtime): wide margins keep a loaded machine from blurring them.
+      const age = 1000;
       const stale = await driver.stage();
       await stale.write(Buffer.alloc(1234, 3));
-      await sleep(60);
+      await sleep(age + 300);
       const fresh = await driver.stage();
       await fresh.write(Buffer.alloc(10, 4));
-      assert.deepEqual(await driver.sweepStaging(40, true), { files: 1, bytes: 1234 }, 'dry run reports the stale stage');
-      assert.deepEqual(await driver.sweepStaging(40, true), { files: 1, bytes: 1234 }, 'and left it in place');
-      assert.deepEqual(await driver.sweepStaging(40, false), { files: 1, bytes: 1234 });
-      assert.deepEqual(await driver.sweepStaging(40, false), { files: 0, bytes: 0 }, 'the fresh stage stays');
+      assert.deepEqual(await driver.sweepStaging(age, true), { files: 1, bytes: 1234 }, 'dry run reports the stale stage');
+      assert.deepEqual(await driver.sweepStaging(age, true), { files: 1, bytes: 1234 }, 'and left it in place');
+      assert.deepEqual(await driver.sweepStaging(age, false), { files: 1, bytes: 1234 });
+      assert.deepEqual(await driver.sweepStaging(age, false), { files: 0, bytes: 0 }, 'the fresh stage stays');
+      assert.deepEqual(await driver.sweepStaging(-60_000, true), { files: 1, bytes: 10 }, 'the fresh stage is still there');
       await fresh.discard();
       await fresh.close();
       await stale.close();
@@ -187,9 +190,9 @@ for (const factory of factories) {
     it('init removes stages no writer finishes, and the store keeps working', async () => {
       const left = await driver.stage();
       await left.write(Buffer.from('partial'));
+      assert.deepEqual(await driver.sweepStaging(-60_000, true), { files: 1, bytes: 7 }, 'staged before init');
       await driver.init();
-      await sleep(15);
-      assert.deepEqual(await driver.sweepStaging(5, true), { files: 0, bytes: 0 }, 'nothing staged survived init');
+      assert.deepEqual(await driver.sweepStaging(-60_000, true), { files: 0, bytes: 0 }, 'nothing staged survived init');
       assert.equal(await driver.writable(), true);
       await left.close();
     });
