@@ -85,7 +85,7 @@ export const prewarmCommand: Command = {
     };
     let code = 0;
     if (config.redis.url !== null) {
-      const driver = await openStore(config.storage.root);
+      const driver = await openStore(config.storage);
       const service = createPrewarmService({ config, router, metrics, log, driver, mirror: null });
       try {
         for (const ref of refs) {
@@ -102,7 +102,7 @@ export const prewarmCommand: Command = {
       }
       return code;
     }
-    const driver = await openStore(config.storage.root);
+    const driver = await openStore(config.storage);
     const mirror = new MirrorService({ driver, upstreams: config.upstreams, metrics, log });
     const service = createPrewarmService({ config, router, metrics, log, driver, mirror });
     try {

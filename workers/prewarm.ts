@@ -8,7 +8,6 @@
  * Imports: src/ only. Never the HTTP app: a worker reaches the cache through registry/.
  */
 import { createServer, type Server } from 'node:http';
-import { access } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ConfigError } from '../src/config/errors.js';
@@ -18,20 +17,17 @@ import { keepSchedulesInStep } from '../src/queue/background.js';
 import { BullmqQueue, createPrewarmService, type PrewarmService } from '../src/queue/index.js';
 import { MirrorService } from '../src/registry/mirror.js';
 import { Router } from '../src/registry/routing.js';
-import { FilesystemDriver } from '../src/storage/filesystem.js';
+import type { StorageDriver } from '../src/storage/driver.js';
+import { createDriver, type DriverConfig } from '../src/storage/factory.js';
 
 /**
- * The store, prepared without disturbing another process that uses it: a store that already
- * exists is used as it is, because init() clears the spool folder, and on a root shared with a
- * running `berth serve` that would cut the downloads it has in flight. A new store is initialised.
+ * The store, prepared without disturbing another process that uses it: a full init() clears
+ * staged writes left behind, and on a root shared with a running `berth serve` that could cut the
+ * downloads it has in flight. So only what is missing is created (`shared`).
  */
-export async function openStore(root: string): Promise<FilesystemDriver> {
-  const driver = new FilesystemDriver(root);
-  try {
-    await access(driver.spoolRoot);
-  } catch {
-    await driver.init();
-  }
+export async function openStore(storage: DriverConfig): Promise<StorageDriver> {
+  const driver = createDriver(storage);
+  await driver.init({ shared: true });
   return driver;
 }
 
@@ -47,7 +43,7 @@ export async function startPrewarmWorker(config: BerthConfig, log: Logger, opts:
   if (config.redis.url === null) {
     throw new ConfigError('redis.url', 'berth worker takes its jobs from Redis: set redis.url (BERTH_REDIS_URL). Without Redis, berth serve runs pre-warm itself.');
   }
-  const driver = await openStore(config.storage.root);
+  const driver = await openStore(config.storage);
   const metrics = new Metrics();
   metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize });
   const router = new Router(config.upstreams, config.defaultUpstream);

@@ -10,7 +10,7 @@ import type { BerthConfig } from '../config/types.js';
 import { Metrics } from '../metrics/metrics.js';
 import { MirrorService } from '../registry/mirror.js';
 import { Router } from '../registry/routing.js';
-import { FilesystemDriver } from '../storage/filesystem.js';
+import { createDriver } from '../storage/factory.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { OpenAccess, type AccessController } from '../auth/access.js';
 import { buildApp } from './app.js';
@@ -46,10 +46,12 @@ export interface ServiceOptions {
   readiness?: ReadinessCheck[];
   metrics?: Metrics;
   now?: () => number;
+  /** A driver built elsewhere (tests: the in-memory one); createDriver(config.storage) by default. */
+  driver?: StorageDriver;
 }
 
 export async function createServices(config: BerthConfig, log: Logger, opts: ServiceOptions = {}): Promise<Services> {
-  const driver = new FilesystemDriver(config.storage.root);
+  const driver = opts.driver ?? createDriver(config.storage);
   await driver.init();
   const metrics = opts.metrics ?? new Metrics();
   metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize });

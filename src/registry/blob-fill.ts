@@ -1,37 +1,33 @@
 /**
  * One upstream download of one blob, shared by every client that wants it.
  *
- * The fill streams upstream bytes into a spool file, hashing as it writes; it never waits for a
- * client. Each client (the first one and every joiner, whatever its Range) reads the spool file
- * through its own FillReader, at its own pace, from the bytes already written and then from new
- * ones as they land — so a slow client cannot stall the fill and a fast one buffers nothing
- * beyond its stream's high-water mark. Reads and writes share one file handle with explicit
- * positions, so readers keep working across the rename that commits the blob.
+ * The fill streams upstream bytes into a blob staged by the storage driver (`driver.stage()`:
+ * a spool file on the filesystem), hashing as it writes; it never waits for a client. Each
+ * client (the first one and every joiner, whatever its Range) reads the staged bytes through its
+ * own FillReader, at its own pace, from the bytes already written and then from new ones as they
+ * land — so a slow client cannot stall the fill and a fast one buffers nothing beyond its
+ * stream's high-water mark. The stage stays readable across its commit, so readers keep working.
  *
  * Only a blob whose length and digest match is committed. A cut or a mismatch fails every
- * reader (their responses are cut short, never completed with wrong bytes) and removes the spool.
- * A client that goes away only stops its own reader; the fill goes on and fills the cache.
+ * reader (their responses are cut short, never completed with wrong bytes) and discards the
+ * staged bytes. A client that goes away only stops its own reader; the fill goes on and fills
+ * the cache.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import type { Digest } from '../oci/reference.js';
+import type { StagedBlob, StorageDriver } from '../storage/driver.js';
 import { UpstreamError } from '../upstream/errors.js';
 
-/** Chunk size for reads from the spool file (see STYLE.md habit 6). */
+/** Chunk size for reads from the staged bytes (see STYLE.md habit 6). */
 const READ_CHUNK = 1024 * 1024;
 /** Readers waiting for bytes are woken once per this many bytes written (and at the end). */
 const WAKE_EVERY = 256 * 1024;
 
 export type FillState = 'running' | 'done' | 'failed';
 
-export interface FillTarget {
-  /** Make the verified spool file the blob (fsync + rename, or upload). */
-  commit(spool: string, digest: string): Promise<void>;
-}
-
 export class BlobFill {
   state: FillState = 'running';
-  written = 0;
   error: Error | null = null;
   /** Resolves when the blob is committed; rejects when the fill failed. Never unhandled. */
   readonly finished: Promise<void>;
@@ -43,12 +39,11 @@ export class BlobFill {
   private rejectFinished!: (e: Error) => void;
 
   private constructor(
-    readonly digest: string,
+    readonly digest: Digest,
     readonly upstream: string,
     /** Length announced by the upstream (Content-Length), when it announced one. */
     readonly size: number | null,
-    readonly spool: string,
-    private readonly fh: FileHandle,
+    private readonly staged: StagedBlob,
   ) {
     this.finished = new Promise<void>((res, rej) => {
       this.resolveFinished = res;
@@ -57,25 +52,25 @@ export class BlobFill {
     this.finished.catch(() => undefined);
   }
 
-  static async create(digest: string, upstream: string, size: number | null, spool: string): Promise<BlobFill> {
-    const fh = await open(spool, 'w+');
-    return new BlobFill(digest, upstream, size, spool, fh);
+  /** A fill staging into `driver`; rejects when the driver cannot stage (a full disk). */
+  static async create(digest: Digest, upstream: string, size: number | null, driver: Pick<StorageDriver, 'stage'>): Promise<BlobFill> {
+    return new BlobFill(digest, upstream, size, await driver.stage());
+  }
+
+  /** Bytes written so far. */
+  get written(): number {
+    return this.staged.written;
   }
 
   /** Run the fill to its end. Resolves (never rejects) once committed or failed and cleaned up. */
-  async run(body: AsyncIterable<Buffer>, target: FillTarget, onBytes: (n: number) => void): Promise<void> {
+  async run(body: AsyncIterable<Buffer>, onBytes: (n: number) => void): Promise<void> {
     const algorithm = this.digest.slice(0, this.digest.indexOf(':'));
     let hash: Hash;
     try {
       hash = createHash(algorithm);
       for await (const chunk of body) {
         hash.update(chunk);
-        let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.written);
-          off += bytesWritten;
-          this.written += bytesWritten;
-        }
+        await this.staged.write(chunk);
         onBytes(chunk.length);
         if (this.size !== null && this.written > this.size) {
           throw this.integrity(`upstream sent more than the announced ${this.size} bytes`);
@@ -92,13 +87,13 @@ export class BlobFill {
       }
       const got = `${algorithm}:${hash.digest('hex')}`;
       if (got !== this.digest) throw this.integrity(`upstream bytes hash to ${got}`);
-      await target.commit(this.spool, this.digest);
+      await this.staged.commit(this.digest);
       this.state = 'done';
       this.resolveFinished();
     } catch (err) {
       this.state = 'failed';
       this.error = err instanceof Error ? err : new Error(String(err));
-      await unlink(this.spool).catch(() => undefined);
+      await this.staged.discard().catch(() => undefined);
       this.rejectFinished(this.error);
     } finally {
       this.wake();
@@ -116,10 +111,9 @@ export class BlobFill {
     return new FillReader(this, start, end);
   }
 
-  /** @internal read from the spool at a position. */
-  async readAt(buf: Buffer, position: number): Promise<number> {
-    const { bytesRead } = await this.fh.read(buf, 0, buf.length, position);
-    return bytesRead;
+  /** @internal read the staged bytes at a position. */
+  readAt(buf: Buffer, position: number): Promise<number> {
+    return this.staged.readAt(buf, position);
   }
 
   /** @internal resolves on the next write, commit or failure. */
@@ -142,7 +136,7 @@ export class BlobFill {
   private async maybeClose(): Promise<void> {
     if (this.closed || this.state === 'running' || this.readers > 0) return;
     this.closed = true;
-    await this.fh.close().catch(() => undefined);
+    await this.staged.close().catch(() => undefined);
   }
 }
 

@@ -106,14 +106,14 @@ export class MirrorBlobs {
     const size = contentLength(res.headers);
     let fill: BlobFill;
     try {
-      fill = await BlobFill.create(digest, r.upstream.name, size, ctx.driver.spoolPath());
+      fill = await BlobFill.create(digest, r.upstream.name, size, ctx.driver);
     } catch (err) {
       res.body.destroy();
       throw err;
     }
     const upstreamName = r.upstream.name;
     void fill
-      .run(res.body as AsyncIterable<Buffer>, { commit: (spool, d) => ctx.driver.commitBlob(spool, d) }, (n) =>
+      .run(res.body as AsyncIterable<Buffer>, (n) =>
         ctx.metrics.upstreamBytes.inc({ upstream: upstreamName }, n))
       .then(() => {
         if (fill.state === 'done') ctx.hooks?.stored(digest, fill.written, 'blob');

@@ -13,24 +13,13 @@ import { isNoSpace } from '../storage/space.js';
 import { header, type Headers } from '../upstream/client.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { FillCoordinator, SharedFill } from './fills.js';
-import type { MetadataStore } from './metadata.js';
+import type { MetadataStore } from '../storage/records.js';
+import type { CacheEventsPort } from '../storage/ports.js';
 import type { Routed } from './routing.js';
 import type { UpstreamSet } from './upstreams.js';
 
-/**
- * What the cache tells the lifecycle layer (eviction, GC, storage figures). Called on the request
- * path, so implementations must be cheap and must not throw.
- */
-export interface CacheHooks {
-  /** A blob or manifest was served or used (for LRU by last access). */
-  accessed(digest: string): void;
-  /** A blob or manifest was committed to storage. */
-  stored(digest: string, size: number, kind: 'manifest' | 'blob'): void;
-  /** A write failed because the disk is full (ENOSPC); `needed` is the blob's size when known. */
-  storageFull?(err: Error, needed: number | null): void;
-  /** May a blob miss be cached now? false (disk full) → stream it through uncached. */
-  canStore?(): boolean;
-}
+/** What the cache tells the lifecycle layer: the registry → lifecycle port (storage/ports.ts). */
+export type CacheHooks = CacheEventsPort;
 
 export class MirrorContext {
   /** Lifecycle listener; null until one is attached. Read at each use, so attaching later works. */

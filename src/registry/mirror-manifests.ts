@@ -21,7 +21,7 @@ import { parseDigest, type Digest } from '../oci/reference.js';
 import { header, MAX_MANIFEST_BYTES } from '../upstream/client.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import type { TagOutcome } from './fills.js';
-import type { TagRecord } from './metadata.js';
+import type { TagRecord } from '../storage/records.js';
 import type { MirrorContext } from './mirror-context.js';
 import type { ManifestRef, ManifestResult } from './repository.js';
 import type { Routed } from './routing.js';

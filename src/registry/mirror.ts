@@ -21,7 +21,7 @@ import type { Digest } from '../oci/reference.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import { InProcessFills, type FillCoordinator, type FillInProgress } from './fills.js';
-import { MetadataStore } from './metadata.js';
+import { MetadataStore } from '../storage/records.js';
 import { MirrorBlobs } from './mirror-blobs.js';
 import { MirrorContext, type CacheHooks } from './mirror-context.js';
 import { MirrorManifests, type CachedManifest } from './mirror-manifests.js';

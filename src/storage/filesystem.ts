@@ -2,19 +2,22 @@
  * Filesystem storage driver (the embedded default). Layout under `root`:
  *   blobs/sha256/ab/abcd…      blob bytes, named by digest
  *   meta/<key>.json            metadata records
- *   spool/<host>.<pid>.<rand> fills in progress. At start a process removes the spool files of
- *                              dead processes on its host (a crash leaves nothing behind) but
- *                              never those of a live `berth worker` or `berth serve` sharing the
- *                              store; files of other hosts are left to GC's age-based sweep.
- * Every write goes temp → fsync → rename, so a reader never sees half a file.
+ *   spool/<host>.<pid>.<rand> staged blobs (fills in progress). At start a process removes the
+ *                              spool files of dead processes on its host (a crash leaves nothing
+ *                              behind) but never those of a live `berth worker` or `berth serve`
+ *                              sharing the store; files of other hosts are left to GC's
+ *                              age-based sweep (`sweepStaging`).
+ * Every write goes temp → fsync → rename, so a reader never sees half a file. A staged blob is
+ * one file handle used for writes and positioned reads alike, so joined readers keep reading it
+ * across the rename that commits it.
  */
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, access } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, access, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join, dirname } from 'node:path';
-import type { ByteRange, StorageDriver } from './driver.js';
-import { checkDigest } from '../oci/reference.js';
+import { parseDigest, type Digest } from '../oci/reference.js';
+import type { BlobListing, ByteRange, InitOptions, SpaceInfo, StagedBlob, StorageDriver } from './driver.js';
 
 /** 1 MiB reads: about 3× the throughput of the 64 KiB default on these machines. */
 export const READ_CHUNK = 1024 * 1024;
@@ -31,10 +34,12 @@ export class FilesystemDriver implements StorageDriver {
     this.spoolRoot = join(root, 'spool');
   }
 
-  async init(): Promise<void> {
+  async init(opts: InitOptions = {}): Promise<void> {
     await mkdir(this.blobRoot, { recursive: true });
     await mkdir(this.metaRoot, { recursive: true });
     await mkdir(this.spoolRoot, { recursive: true });
+    // A store in use by another process: its record temp files may be mid-rename.
+    if (opts.shared) return;
     await this.sweepDeadSpools();
     await this.sweepMetaTemps(this.metaRoot);
   }
@@ -51,13 +56,14 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  blobPath(digest: string): string {
-    const c = checkDigest(digest);
-    if (!c.ok) throw new Error(`invalid digest ${digest}`);
-    return join(this.blobRoot, c.algorithm, c.hex.slice(0, 2), c.hex);
+  /** Where a blob lives. The digest was validated when it was parsed into a `Digest`. */
+  blobPath(digest: Digest): string {
+    const i = digest.indexOf(':');
+    const hex = digest.slice(i + 1);
+    return join(this.blobRoot, digest.slice(0, i), hex.slice(0, 2), hex);
   }
 
-  async statBlob(digest: string): Promise<{ size: number } | null> {
+  async statBlob(digest: Digest): Promise<{ size: number } | null> {
     try {
       const s = await stat(this.blobPath(digest));
       return { size: s.size };
@@ -67,7 +73,7 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async readBlob(digest: string, range?: ByteRange) {
+  async readBlob(digest: Digest, range?: ByteRange) {
     const path = this.blobPath(digest);
     let fh;
     try {
@@ -85,7 +91,7 @@ export class FilesystemDriver implements StorageDriver {
     return { size, stream };
   }
 
-  async readBlobBuffer(digest: string): Promise<Buffer | null> {
+  async readBlobBuffer(digest: Digest): Promise<Buffer | null> {
     try {
       return await readFile(this.blobPath(digest));
     } catch (err) {
@@ -94,23 +100,16 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  spoolPath(): string {
+  private spoolPath(): string {
     return join(this.spoolRoot, `${SPOOL_HOST}.${process.pid}.${randomBytes(8).toString('hex')}`);
   }
 
-  async commitBlob(spool: string, digest: string): Promise<void> {
-    const dest = this.blobPath(digest);
-    await mkdir(dirname(dest), { recursive: true });
-    const fh = await open(spool, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(spool, dest);
+  async stage(): Promise<StagedBlob> {
+    const path = this.spoolPath();
+    return new SpoolFile(path, await open(path, 'w+'), (d) => this.blobPath(d));
   }
 
-  async putBlobBuffer(digest: string, data: Buffer): Promise<void> {
+  async putBlobBuffer(digest: Digest, data: Buffer): Promise<void> {
     const dest = this.blobPath(digest);
     await mkdir(dirname(dest), { recursive: true });
     const spool = this.spoolPath();
@@ -124,7 +123,7 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async deleteBlob(digest: string): Promise<boolean> {
+  async deleteBlob(digest: Digest): Promise<boolean> {
     try {
       await unlink(this.blobPath(digest));
       return true;
@@ -134,15 +133,16 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async *listBlobs(): AsyncIterable<{ digest: string; size: number; mtimeMs: number }> {
+  async *listBlobs(): AsyncIterable<BlobListing> {
     for (const algorithm of await readdirSafe(this.blobRoot)) {
       for (const shard of await readdirSafe(join(this.blobRoot, algorithm))) {
         for (const hex of await readdirSafe(join(this.blobRoot, algorithm, shard))) {
           try {
             const s = await stat(join(this.blobRoot, algorithm, shard, hex));
-            // mtimeMs (commit time) is extra to the interface: the lifecycle layer's fallback
-            // for a last access that was not persisted before a crash.
-            yield { digest: `${algorithm}:${hex}`, size: s.size, mtimeMs: s.mtimeMs };
+            if (!s.isFile()) continue;
+            // The tree is an edge too: a name put there by hand is not a blob.
+            const digest = parseDigest(`${algorithm}:${hex}`);
+            if (digest) yield { digest, size: s.size, storedAt: s.mtimeMs };
           } catch (err) {
             if (!isNotFound(err)) throw err;
           }
@@ -204,9 +204,9 @@ export class FilesystemDriver implements StorageDriver {
   /**
    * Spool files not written for `olderThanMs`: a fill in flight writes continuously (and times
    * out long before), so these were left by a failure. Removed unless dryRun. (Start-up removes
-   * every spool file; this is for a server that has been running.)
+   * the spool files of dead processes; this is for a server that has been running.)
    */
-  async sweepSpool(olderThanMs: number, dryRun: boolean): Promise<{ files: number; bytes: number }> {
+  async sweepStaging(olderThanMs: number, dryRun: boolean): Promise<{ files: number; bytes: number }> {
     const cutoff = Date.now() - olderThanMs;
     let files = 0;
     let bytes = 0;
@@ -234,6 +234,11 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
+  async space(): Promise<SpaceInfo> {
+    const s = await statfs(this.root);
+    return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
+  }
+
   private async sweepMetaTemps(dir: string): Promise<void> {
     for (const entry of await readdirSafe(dir, true)) {
       if (typeof entry === 'string') continue;
@@ -241,6 +246,49 @@ export class FilesystemDriver implements StorageDriver {
       if (entry.isDirectory()) await this.sweepMetaTemps(full);
       else if (entry.name.endsWith('.tmp')) await rm(full, { force: true });
     }
+  }
+}
+
+/** A staged blob: one spool file, written at its end and read at any position. */
+class SpoolFile implements StagedBlob {
+  written = 0;
+  private closed = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly fh: FileHandle,
+    private readonly dest: (digest: Digest) => string,
+  ) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.written);
+      off += bytesWritten;
+      this.written += bytesWritten;
+    }
+  }
+
+  async readAt(buf: Buffer, position: number): Promise<number> {
+    const { bytesRead } = await this.fh.read(buf, 0, buf.length, position);
+    return bytesRead;
+  }
+
+  async commit(digest: Digest): Promise<void> {
+    const dest = this.dest(digest);
+    await mkdir(dirname(dest), { recursive: true });
+    await this.fh.sync();
+    await rename(this.path, dest);
+  }
+
+  async discard(): Promise<void> {
+    await unlink(this.path).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.fh.close().catch(() => undefined);
   }
 }
 

@@ -11,8 +11,8 @@ import { access } from 'node:fs/promises';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
-import { MetadataStore } from '../registry/metadata.js';
-import { FilesystemDriver } from './filesystem.js';
+import { createDriver } from './factory.js';
+import { MetadataStore } from './records.js';
 import { CacheLifecycle, type GcReport } from './lifecycle.js';
 
 export const GC_USAGE = 'gc [--dry-run] [--config FILE]';
@@ -47,7 +47,7 @@ export async function runGc(args: string[], io: GcIo = { out: process.stdout, er
   // Warnings and errors only, on stderr: stdout carries the report.
   const level = ['info', 'debug', 'trace'].includes(config.log.level) ? 'warn' : config.log.level;
   const log = createLogger(level, { write: (s: string) => void io.err.write(s) });
-  const driver = new FilesystemDriver(root);
+  const driver = createDriver(config.storage);
   const lifecycle = new CacheLifecycle({
     driver,
     meta: new MetadataStore(driver),

@@ -9,6 +9,7 @@
 import { createCipheriv, createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { request, type Dispatcher } from 'undici';
+import type { Digest } from '../../src/oci/reference.js';
 
 export type ImageFormat = 'oci' | 'docker';
 
@@ -90,9 +91,9 @@ export function sha256(buf: Uint8Array | string): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
-/** `sha256:<hex>` of the bytes. */
-export function digestOf(buf: Uint8Array | string): string {
-  return `sha256:${sha256(buf)}`;
+/** `sha256:<hex>` of the bytes, typed as the parsed digest storage takes (it is one by construction). */
+export function digestOf(buf: Uint8Array | string): Digest {
+  return `sha256:${sha256(buf)}` as Digest;
 }
 
 /** Fills `target` with bytes determined by `seed` (AES-256-CTR keystream keyed by sha256(seed)). */

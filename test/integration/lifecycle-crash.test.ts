@@ -11,7 +11,8 @@ import {
 } from '../helpers/index.js';
 import { startBerthProcess, upstreamOverride, type BerthProcess } from '../helpers/berth.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
-import { MetadataStore } from '../../src/registry/metadata.js';
+import { MetadataStore } from '../../src/storage/records.js';
+import { parseDigest } from '../../src/oci/reference.js';
 import { MiB, blobPath, fileDigest, pullImage, storedBlobs } from './lifecycle-support.js';
 
 let upstream: Distribution;
@@ -75,16 +76,18 @@ async function checkStore(when: string): Promise<void> {
   }
   const driver = new FilesystemDriver(root);
   const meta = new MetadataStore(driver);
-  for await (const key of driver.listMeta('manifests/')) {
-    const digest = key.slice('manifests/'.length).replace('/', ':');
-    assert.ok(await driver.statBlob(digest), `${when}: manifest record ${digest} has its bytes`);
+  for await (const digest of meta.manifestDigests()) {
+    const parsed = parseDigest(digest);
+    assert.ok(parsed, `${when}: manifest record ${digest} is named by a digest`);
+    assert.ok(await driver.statBlob(parsed), `${when}: manifest record ${digest} has its bytes`);
   }
   for (const [u, name] of await meta.repositories()) {
     for (const tag of await meta.listTags(u, name)) {
       const rec = await meta.getTag(u, name, tag);
       assert.ok(rec, `${when}: tag record ${name}:${tag} reads`);
       assert.ok(await meta.getManifest(rec.digest), `${when}: ${name}:${tag} names a manifest with a record`);
-      assert.ok(await driver.statBlob(rec.digest), `${when}: ${name}:${tag} names a manifest with its bytes`);
+      const parsed = parseDigest(rec.digest);
+      assert.ok(parsed && (await driver.statBlob(parsed)), `${when}: ${name}:${tag} names a manifest with its bytes`);
     }
   }
 }

@@ -1,6 +1,6 @@
 // Shared by the lifecycle-*.test.ts files: pulling an image through Berth and checking every
-// byte, waiting for the lifecycle layer to finish its work, reading the store from disk, and
-// images assembled from given layer blobs (so two images can share a layer).
+// byte, waiting for the lifecycle layer to finish its work, reading the store (from disk for the
+// filesystem driver), and images assembled from given layer blobs (so two images can share a layer).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -65,6 +65,17 @@ export async function storedBlobs(root: string): Promise<Map<string, number>> {
       }
     }
   }
+  return out;
+}
+
+/**
+ * The blobs a running Berth stores, digest → size: read from its folder on disk for the
+ * filesystem driver (not through the driver under test), listed by the driver otherwise.
+ */
+export async function storedBlobsOf(berth: BerthHandle): Promise<Map<string, number>> {
+  if (berth.services.driver.name === 'filesystem') return storedBlobs(berth.root);
+  const out = new Map<string, number>();
+  for await (const b of berth.services.driver.listBlobs()) out.set(b.digest, b.size);
   return out;
 }
 

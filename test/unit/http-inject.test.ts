@@ -3,13 +3,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import { createServices, type Services } from '../../src/http/server.js';
+import type { Digest } from '../../src/oci/reference.js';
 import { makeTempDir, removeTempDir, freePort } from '../helpers/index.js';
 
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}` as Digest;
 const manifest = Buffer.from('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}\n');
 const manifestDigest = sha(manifest);
 const blob = Buffer.from('0123456789abcdefghij');
@@ -36,9 +36,10 @@ before(async () => {
   await s.mirror.meta.putTag('docker.io', 'library/seeded', 'fresh', rec);
   await s.mirror.meta.putTag('docker.io', 'library/seeded', 'old', { ...rec, checkedAt: now - 2 * 3600_000 });
   await s.mirror.meta.link('docker.io', 'library/seeded', manifestDigest, now);
-  const spool = s.driver.spoolPath();
-  await writeFile(spool, blob);
-  await s.driver.commitBlob(spool, blobDigest);
+  const staged = await s.driver.stage();
+  await staged.write(blob);
+  await staged.commit(blobDigest);
+  await staged.close();
 });
 
 after(async () => {

@@ -19,7 +19,6 @@ import { registryError } from '../../errors.js';
 import { checkDigest, isValidTag, looksLikeDigest } from '../../oci/reference.js';
 import type { Routed } from '../../registry/routing.js';
 import { CacheLifecycle, type LifecycleOptions } from '../../storage/lifecycle.js';
-import { filesystemSpace } from '../../storage/space.js';
 import type { BackgroundService } from '../server.js';
 
 /** Overrides for the lifecycle's internal tunables (tests; a fake free-space probe). */
@@ -42,7 +41,6 @@ export function cacheLifecycleService(tunables: LifecycleTunables = {}): Backgro
         maxSize: storage.maxSize,
         highWatermark: storage.highWatermark,
         lowWatermark: storage.lowWatermark,
-        space: filesystemSpace(storage.root),
         ...tunables,
       });
       await lc.start();

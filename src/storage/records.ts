@@ -1,7 +1,9 @@
 /**
  * The small records beside the blobs: what a tag pointed at and when it was last checked, each
- * manifest's media type, and which repositories a manifest was pulled through (catalog, purge,
- * eviction). Records go through the storage driver; hot ones are also held in memory.
+ * manifest's media type, which repositories a manifest was pulled through (catalog, purge,
+ * eviction), pre-warm pins, and persisted access times. Records go through the storage driver;
+ * hot ones are also held in memory. This module is the only one that knows the key layout: the
+ * registry and the lifecycle layer both go through it.
  *
  * Keys (the `_` components cannot collide with repository names, whose components start with
  * a letter or digit):
@@ -9,9 +11,13 @@
  *   repos/<upstream>/<name>/_tags/<tag>            TagRecord
  *   repos/<upstream>/<name>/_manifests/<alg>/<hex> LinkRecord
  *   pins/<id>                                      PinRecord (pre-warm: never evicted)
+ *   access/<alg>/<xx>                              AccessShard (last access per digest, one
+ *                                                  record per first digest byte)
+ *
+ * Imports: the driver seam only.
  */
 import { LRUCache } from 'lru-cache';
-import type { StorageDriver } from '../storage/driver.js';
+import type { StorageDriver } from './driver.js';
 
 export interface TagRecord {
   digest: string;
@@ -42,6 +48,17 @@ export interface PinRecord {
   digests: string[];
   pinnedAt: number;
 }
+
+/** Last access (ms since epoch) of every digest of one shard. */
+export type AccessShard = Record<string, number>;
+
+/** A tag or a repository link, as listed across every repository (lifecycle passes). */
+export type RepoEntry =
+  | { kind: 'tag'; upstream: string; name: string; tag: string }
+  | { kind: 'link'; upstream: string; name: string; digest: string };
+
+const TAG_KEY = /^repos\/([^/]+)\/(.+?)\/_tags\/([^/]+)$/;
+const LINK_KEY = /^repos\/([^/]+)\/(.+?)\/_manifests\/([a-z0-9]+)\/([a-zA-Z0-9=_-]+)$/;
 
 function digestKey(digest: string): string {
   const i = digest.indexOf(':');
@@ -153,6 +170,53 @@ export class MetadataStore {
       if (pin) out.push({ id: decodeURIComponent(key.slice('pins/'.length)), pin });
     }
     return out;
+  }
+
+  /**
+   * Every tag and link record of every repository, as the store says now (other processes write
+   * them too). Tags are named here; read them with getTag.
+   */
+  async *repoEntries(): AsyncIterable<RepoEntry> {
+    for await (const key of this.driver.listMeta('repos/')) {
+      const t = TAG_KEY.exec(key);
+      if (t && t[1] !== undefined && t[2] !== undefined && t[3] !== undefined) {
+        yield { kind: 'tag', upstream: decodeURIComponent(t[1]), name: t[2], tag: t[3] };
+        continue;
+      }
+      const l = LINK_KEY.exec(key);
+      if (l && l[1] !== undefined && l[2] !== undefined) {
+        yield { kind: 'link', upstream: decodeURIComponent(l[1]), name: l[2], digest: `${l[3]}:${l[4]}` };
+      }
+    }
+  }
+
+  /** The digest of every manifest record (read none of them). */
+  async *manifestDigests(): AsyncIterable<string> {
+    for await (const key of this.driver.listMeta('manifests/')) {
+      const rest = key.slice('manifests/'.length);
+      const slash = rest.indexOf('/');
+      if (slash > 0) yield `${rest.slice(0, slash)}:${rest.slice(slash + 1)}`;
+    }
+  }
+
+  /** The access shard a digest's last access is persisted in. */
+  accessShardOf(digest: string): string {
+    const i = digest.indexOf(':');
+    return `access/${digest.slice(0, i)}/${digest.slice(i + 1, i + 3)}`;
+  }
+
+  /** Every persisted access shard; one that does not parse is skipped (rewritten at the next flush). */
+  async *accessShards(): AsyncIterable<AccessShard> {
+    for await (const key of this.driver.listMeta('access/')) {
+      const rec = await this.getJSON<unknown>(key);
+      if (typeof rec === 'object' && rec !== null) yield rec as AccessShard;
+    }
+  }
+
+  /** Write one access shard whole; an empty one is removed. */
+  async putAccessShard(shard: string, rec: AccessShard): Promise<void> {
+    if (Object.keys(rec).length === 0) await this.driver.deleteMeta(shard);
+    else await this.putJSON(shard, rec);
   }
 
   private noteRepo(upstream: string, name: string): void {

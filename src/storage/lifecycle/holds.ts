@@ -1,0 +1,66 @@
+/**
+ * Who holds what: the tag, link and pin records as the store says at the start of a pass (other
+ * processes write them too), and the bookkeeping that forgets a repository once its last tag or
+ * link record goes. Digests here are as the records spell them (strings): the passes parse them
+ * where they reach the store.
+ */
+import type { MetadataStore } from '../records.js';
+import { bump } from './graph.js';
+
+export interface RepoRef {
+  upstream: string;
+  name: string;
+}
+
+export interface TagRef extends RepoRef {
+  tag: string;
+}
+
+export interface Holds {
+  tags: Map<string, TagRef[]>;
+  links: Map<string, RepoRef[]>;
+  /** upstream\0name → tag and link records left in the repository. */
+  repoEntries: Map<string, number>;
+  pinned: Set<string>;
+  pins: number;
+}
+
+export function repoId(r: RepoRef): string {
+  return `${r.upstream}\u0000${r.name}`;
+}
+
+function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+  const list = m.get(k);
+  if (list) list.push(v);
+  else m.set(k, [v]);
+}
+
+/** Tags, links and pins as the records say now. */
+export async function readHolds(records: MetadataStore): Promise<Holds> {
+  const holds: Holds = { tags: new Map(), links: new Map(), repoEntries: new Map(), pinned: new Set(), pins: 0 };
+  for await (const e of records.repoEntries()) {
+    if (e.kind === 'tag') {
+      const ref: TagRef = { upstream: e.upstream, name: e.name, tag: e.tag };
+      const rec = await records.getTag(ref.upstream, ref.name, ref.tag);
+      if (!rec) continue;
+      push(holds.tags, rec.digest, ref);
+      bump(holds.repoEntries, repoId(ref), 1);
+      continue;
+    }
+    const ref: RepoRef = { upstream: e.upstream, name: e.name };
+    push(holds.links, e.digest, ref);
+    bump(holds.repoEntries, repoId(ref), 1);
+  }
+  for (const { pin } of await records.listPins()) {
+    holds.pins += 1;
+    for (const d of pin.digests) holds.pinned.add(d);
+  }
+  return holds;
+}
+
+/** A tag or link record of a repository went; forget the repository once it has none left. */
+export function repoLost(records: MetadataStore, holds: Holds, r: RepoRef): void {
+  const id = repoId(r);
+  bump(holds.repoEntries, id, -1);
+  if (!holds.repoEntries.has(id)) records.forgetRepo(r.upstream, r.name);
+}
