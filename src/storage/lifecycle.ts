@@ -123,6 +123,14 @@ export interface GcReport {
   spoolFiles: number;
   spoolBytes: number;
   ms: number;
+  /** With `list` and `dryRun`: each blob that would go (`manifest` when it is an image manifest). */
+  items?: GcItem[];
+}
+
+export interface GcItem {
+  digest: string;
+  kind: 'manifest' | 'blob';
+  bytes: number;
 }
 
 export interface CacheStats {
@@ -739,12 +747,13 @@ export class CacheLifecycle {
    * remove manifests and blobs nothing holds (older than the grace period) and stale spool files.
    * With dryRun nothing is changed; the report says what would go.
    */
-  gc(opts: { dryRun?: boolean; graceMs?: number } = {}): Promise<GcReport> {
+  gc(opts: { dryRun?: boolean; graceMs?: number; list?: boolean } = {}): Promise<GcReport> {
     return this.exclusive(async () => {
       const began = this.now();
       const dry = opts.dryRun ?? false;
       const grace = opts.graceMs ?? this.orphanGrace;
       const report: GcReport = { dryRun: dry, blobs: 0, bytes: 0, manifests: 0, records: 0, spoolFiles: 0, spoolBytes: 0, ms: 0 };
+      const items: GcItem[] = [];
       await this.learned();
       report.records += await this.scan(!dry);
       const holds = await this.readHolds();
@@ -790,6 +799,7 @@ export class CacheLifecycle {
         if (dry) {
           report.blobs += 1;
           report.bytes += e.size;
+          items.push({ digest: d, kind: dead.has(d) ? 'manifest' : 'blob', bytes: e.size });
         } else {
           await this.removeBlob(d, 'gc', report);
         }
@@ -803,6 +813,7 @@ export class CacheLifecycle {
       this.lastGc = { ...report, at: began };
       this.log.info(report, dry ? 'garbage collection (dry run): nothing was changed' : 'garbage collection done');
       if (!dry) await this.evictPass();
+      if (opts.list && dry) report.items = items;
       return report;
     });
   }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
-import { createServices, type Services } from '../../src/http/server.js';
+import { createServices, type Services } from '../../src/app/serve.js';
 import { makeTempDir, removeTempDir, freePort } from '../helpers/index.js';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -28,7 +28,7 @@ before(async () => {
       log: { level: 'silent' },
     },
   });
-  s = await createServices(config, createLogger('silent'));
+  s = await createServices(config, createLogger('silent'), { lifecycle: false, prewarm: false });
   await s.driver.putBlobBuffer(manifestDigest, manifest);
   await s.mirror.meta.putManifest(manifestDigest, { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: manifest.length });
   const now = Date.now();
