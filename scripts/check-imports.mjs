@@ -30,7 +30,7 @@ function target(from, spec) {
   return null;
 }
 
-const files = roots.flatMap((r) => (existsSync(join(root, r)) ? walk(join(root, r)) : []));
+const files = roots.flatMap((r) => (existsSync(resolve(root, r)) ? walk(resolve(root, r)) : []));
 const graph = new Map();
 for (const f of files) {
   const info = ts.preProcessFile(readFileSync(f, 'utf8'), true, true);

@@ -148,12 +148,9 @@ async function runAll(service: PrewarmService, metrics: Metrics, refs: string[],
   for (const ref of refs) {
     const began = Date.now();
     const base = await downloaded();
-    let shown = 0;
     const ticker = setInterval(() => {
       void downloaded().then((n) => {
-        if (n - base === shown) return;
-        shown = n - base;
-        io.err.write(`berth prewarm: ${ref}: ${bytes(shown)} downloaded (${Math.round((Date.now() - began) / 1000)} s)\n`);
+        io.err.write(`berth prewarm: ${ref}: ${bytes(n - base)} downloaded (${Math.round((Date.now() - began) / 1000)} s)\n`);
       });
     }, PROGRESS_MS);
     let res;
