@@ -49,6 +49,12 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': forbid(['http', 'app'], 'src/registry knows no HTTP: no http/ (or app/); the HTTP layer calls into it.') },
   },
   {
+    // The composition root sits above every folder: only the CLI (and workers/) import it.
+    files: ['src/auth/**/*.ts', 'src/queue/**/*.ts', 'src/config/**/*.ts', 'src/metrics/**/*.ts', 'src/http/**/*.ts', 'src/*.ts'],
+    ignores: ['src/cli.ts'],
+    rules: { 'no-restricted-imports': forbid(['app'], 'src/app is the composition root: nothing below it imports it (only src/cli.ts and workers/).') },
+  },
+  {
     files: ['workers/**/*.ts'],
     rules: { 'no-restricted-imports': forbid(['http'], 'workers reach the cache through registry/, never through http/.') },
   },

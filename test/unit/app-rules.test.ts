@@ -30,6 +30,9 @@ test('folder import rules: each forbidden direction fails lint, the allowed ones
     ['src/registry/x.ts', "import type { StorageDriver } from '../storage/driver.js';\nexport type X = StorageDriver;\n", true],
     ['workers/x.ts', "import { serve } from '../src/http/server.js';\nexport const x = serve;\n", false],
     ['workers/x.ts', "import { buildCore } from '../src/app/core.js';\nexport const x = buildCore;\n", true],
+    ['src/http/x.ts', "import { buildCore } from '../app/core.js';\nexport const x = buildCore;\n", false],
+    ['src/queue/x.ts', "import type { Services } from '../app/serve.js';\nexport type X = Services;\n", false],
+    ['src/cli.ts', "import { buildCore } from './app/core.js';\nexport const x = buildCore;\n", true],
   ];
   for (const [file, code, allowed] of cases) {
     const messages = await restricted(file, code);
