@@ -115,7 +115,7 @@ function find(argv: string[]): { command: Command; rest: string[] } | null {
   return one ? { command: one, rest: argv.slice(1) } : null;
 }
 
-export async function main(argv: string[], io: Io): Promise<number> {
+async function main(argv: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined) {
     io.out.write(USAGE);
