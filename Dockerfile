@@ -35,8 +35,10 @@ RUN mkdir -p /var/lib/berth && chown 1000:1000 /var/lib/berth
 USER 1000:1000
 VOLUME ["/var/lib/berth"]
 EXPOSE 5000
-# Liveness from inside the container: node's own fetch, no curl in the image.
+# Liveness from inside the container, on the port the config resolves to (the YAML at
+# BERTH_CONFIG, BERTH_HTTP_PORT or REGISTRY_HTTP_ADDR): `berth healthcheck` loads the config as
+# serve does and asks /healthz. Node's own fetch, no curl in the image.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.BERTH_HTTP_PORT || '5000') + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "dist/src/cli.js", "healthcheck", "/healthz"]
 ENTRYPOINT ["node", "dist/src/cli.js"]
 CMD ["serve"]

@@ -1,83 +1,183 @@
 #!/usr/bin/env node
 /**
- * The `berth` command. `serve` runs the mirror (embedded defaults, or the YAML named by
- * BERTH_CONFIG / --config); `config check [FILE]` validates a config and prints the effective
- * result with secrets masked. Other commands (worker, prewarm, gc) register themselves in
- * `commands` as their features land.
+ * The `berth` command: the table of commands, their help, and the exit codes. Every command
+ * declares its flags (src/app/args.ts), so `--help` works on each, and an unknown flag or a stray
+ * argument prints the usage and exits 2 instead of doing something else. The commands build what
+ * they need through the composition root (src/app/): `serve` (src/app/serve.ts), `worker` and
+ * `prewarm` (workers/commands.ts), `gc` (src/app/gc.ts); `config check` and `healthcheck` are here.
+ *
+ * Exit codes: 0 ok, 1 failed (a sentence on stderr, no stack), 2 usage, 75 pre-warm deferred,
+ * 78 bad config (EX_CONFIG).
  */
+import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { loadConfig } from './config/load.js';
 import { ConfigError } from './config/errors.js';
 import { maskSecrets, toYamlShape } from './config/load.js';
-import type { BerthConfig } from './config/types.js';
 import { createLogger } from './log.js';
-import { createServices, serve } from './http/server.js';
-import { extraCommands, serviceOptions } from './wiring.js';
+import { CONFIG_OPTION, UsageError, helpText, loadCommandConfig, parseArgs, type Command, type Io } from './app/args.js';
+import { StartupError } from './app/errors.js';
+import { gcCommand } from './app/gc.js';
+import { runServe } from './app/serve.js';
+import { prewarmCommands } from '../workers/commands.js';
 
-const USAGE = `usage: berth <command> [options]
+/** How long `berth healthcheck` waits for an answer. */
+const HEALTHCHECK_TIMEOUT_MS = 4_000;
+
+const serveCommand: Command = {
+  name: 'serve',
+  synopsis: '[--config FILE]',
+  summary: 'run the mirror until SIGTERM/SIGINT (then finish in-flight requests and fills)',
+  details: `options:\n${CONFIG_OPTION}\n\nRun it directly (the berth bin, or node dist/src/cli.js serve) under a supervisor, so SIGTERM reaches it.`,
+  flags: { '--config': 'value' },
+  positionals: { min: 0, max: 0 },
+  async run(args, io) {
+    const config = await loadCommandConfig(args, io);
+    await runServe(config, createLogger(config.log.level));
+    return -1; // keep running
+  },
+};
+
+const configCheckCommand: Command = {
+  name: 'config check',
+  synopsis: '[FILE | --config FILE]',
+  summary: 'validate a config and print the effective config (secrets masked)',
+  details: 'FILE defaults to $BERTH_CONFIG, else the embedded defaults; BERTH_* and REGISTRY_* variables apply.\nexit status: 0 valid, 2 usage, 78 invalid',
+  flags: { '--config': 'value' },
+  positionals: { min: 0, max: 1 },
+  async run(args, io) {
+    const file = args.positionals[0] ?? null;
+    if (file !== null && args.flags.has('--config')) throw new UsageError(configCheckCommand, 'give FILE or --config FILE, not both');
+    const config = await loadCommandConfig(args, io, file);
+    const shown = file ?? (args.flags.get('--config') as string | undefined) ?? (io.env['BERTH_CONFIG'] || null);
+    io.out.write(`# ${shown ?? 'embedded defaults'}: OK\n${stringify(maskSecrets(toYamlShape(config)))}`);
+    return 0;
+  },
+};
+
+const healthcheckCommand: Command = {
+  name: 'healthcheck',
+  synopsis: '[--config FILE] [/healthz | /readyz]',
+  summary: 'probe the local server on the port the config resolves to (the image\'s HEALTHCHECK)',
+  details: [
+    'Loads the config as serve does (YAML, BERTH_HTTP_PORT, REGISTRY_HTTP_ADDR) and asks',
+    'http://<http.host, or 127.0.0.1 for a wildcard>:<http.port>/healthz (or /readyz).',
+    `options:\n${CONFIG_OPTION}`,
+    'exit status: 0 answered 200, 1 anything else, 2 usage, 78 bad config',
+  ].join('\n'),
+  flags: { '--config': 'value' },
+  positionals: { min: 0, max: 1 },
+  async run(args, io) {
+    const path = args.positionals[0] ?? '/healthz';
+    if (path !== '/healthz' && path !== '/readyz') throw new UsageError(healthcheckCommand, `probe /healthz or /readyz, not "${path}"`);
+    const config = await loadCommandConfig(args, io);
+    const host = ['0.0.0.0', '::', ''].includes(config.http.host) ? '127.0.0.1' : config.http.host;
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${config.http.port}${path}`;
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(HEALTHCHECK_TIMEOUT_MS) });
+      await res.body?.cancel();
+      if (res.ok) return 0;
+      io.err.write(`berth healthcheck: ${url} answered ${res.status}\n`);
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err instanceof Error ? err.message : String(err));
+      io.err.write(`berth healthcheck: ${url} did not answer (${cause})\n`);
+    }
+    return 1;
+  },
+};
+
+const commands: Command[] = [serveCommand, ...prewarmCommands, gcCommand, configCheckCommand, healthcheckCommand];
+
+/** package.json's version: dist/src/cli.js and src/cli.ts are both two levels below it. */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
+
+const USAGE = `usage: berth <command> [options]      (berth <command> --help for its options)
 
 commands:
-  serve [--config FILE]          run the mirror (default: embedded config, or $BERTH_CONFIG)
-  config check [FILE]            validate a config file and print the effective config (secrets masked)
-${extraCommands.map((c) => `  ${c.usage.padEnd(31)}${c.help}`).join('\n')}
-  help                           this text
+${commands.map((c) => `  ${`${c.name} ${c.synopsis}`.padEnd(56)} ${c.summary}`).join('\n')}
+  ${'help [COMMAND]'.padEnd(56)} this text, or a command's
+  ${'--version'.padEnd(56)} print the version
 `;
 
-function takeConfigFlag(args: string[]): string | null {
-  const i = args.indexOf('--config');
-  if (i >= 0) {
-    const v = args[i + 1];
-    args.splice(i, 2);
-    return v ?? null;
+/** The subcommands of a group (`config`), for `berth config` alone. */
+function groupUsage(group: string): string {
+  const subs = commands.filter((c) => c.name.startsWith(`${group} `));
+  return `usage: berth ${group} <subcommand>\n\nsubcommands:\n${subs.map((c) => `  ${`${c.name} ${c.synopsis}`.padEnd(40)} ${c.summary}`).join('\n')}\n`;
+}
+
+/** The command argv names, and the arguments after its name; null when nothing matches. */
+function find(argv: string[]): { command: Command; rest: string[] } | null {
+  const two = commands.find((c) => c.name === `${argv[0]} ${argv[1]}`);
+  if (two) return { command: two, rest: argv.slice(2) };
+  const one = commands.find((c) => c.name === argv[0]);
+  return one ? { command: one, rest: argv.slice(1) } : null;
+}
+
+async function main(argv: string[], io: Io): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined) {
+    io.out.write(USAGE);
+    return 2;
   }
-  return process.env.BERTH_CONFIG || null;
-}
-
-export async function load(args: string[]): Promise<BerthConfig> {
-  const file = takeConfigFlag(args);
-  return loadConfig({ file, env: process.env });
-}
-
-async function main(argv: string[]): Promise<number> {
-  const [cmd, ...args] = argv;
-  switch (cmd) {
-    case 'serve': {
-      const config = await load(args);
-      const log = createLogger(config.log.level);
-      const services = await createServices(config, log, await serviceOptions(config, log));
-      await serve(services);
-      return -1; // keep running
-    }
-    case 'config': {
-      if (args[0] !== 'check') break;
-      const file = args[1] ?? (process.env.BERTH_CONFIG || null);
-      const config = await loadConfig({ file, env: process.env });
-      process.stdout.write(`# ${file ?? 'embedded defaults'}: OK\n${stringify(maskSecrets(toYamlShape(config)))}`);
+  if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
+    if (rest.length > 0) throw new UsageError(null, `${cmd} takes no arguments`);
+    io.out.write(`berth ${version()}\n`);
+    return 0;
+  }
+  if (cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    if (rest.length === 0) {
+      io.out.write(USAGE);
       return 0;
     }
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      return cmd === undefined ? 2 : 0;
-    default: {
-      const extra = extraCommands.find((c) => c.name === cmd);
-      if (extra) return extra.run(args);
+    const target = find(rest);
+    if (target && target.rest.length === 0) {
+      io.out.write(helpText(target.command));
+      return 0;
     }
+    if (commands.some((c) => c.name.startsWith(`${rest.join(' ')} `))) {
+      io.out.write(groupUsage(rest.join(' ')));
+      return 0;
+    }
+    throw new UsageError(null, `no command "${rest.join(' ')}"`);
   }
-  process.stderr.write(`berth: unknown command "${argv.join(' ')}"\n${USAGE}`);
-  return 2;
+  const found = find(argv);
+  if (!found) {
+    if (commands.some((c) => c.name.startsWith(`${cmd} `))) {
+      const sub = rest[0];
+      const asked = sub === undefined || sub === '--help' || sub === '-h';
+      (asked ? io.out : io.err).write(`${asked ? '' : `berth ${cmd}: unknown subcommand "${sub}"\n`}${groupUsage(cmd)}`);
+      return sub === '--help' || sub === '-h' ? 0 : 2;
+    }
+    throw new UsageError(null, `unknown command "${cmd}"`);
+  }
+  const parsed = parseArgs(found.command, found.rest);
+  if (parsed === null) {
+    io.out.write(helpText(found.command));
+    return 0;
+  }
+  return found.command.run(parsed, io);
 }
 
-main(process.argv.slice(2)).then(
+const io: Io = { out: process.stdout, err: process.stderr, env: process.env };
+main(process.argv.slice(2), io).then(
   (code) => {
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
+    if (err instanceof UsageError) {
+      const name = err.command ? `berth ${err.command.name}` : 'berth';
+      process.stderr.write(`${name}: ${err.message}\n${err.command ? helpText(err.command) : USAGE}`);
+      process.exit(2);
+    }
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
       process.exit(78); // EX_CONFIG
+    }
+    if (err instanceof StartupError) {
+      process.stderr.write(`berth: ${err.message}\n`);
+      process.exit(1);
     }
     process.stderr.write(`berth: ${(err as Error).message ?? String(err)}\n`);
     process.exit(1);

@@ -1,35 +1,21 @@
 /**
  * The pre-warm worker process (`berth worker`): takes pre-warm jobs from the BullMQ queue and
- * runs them against the shared cache through its own MirrorService (src/registry/). It also
- * keeps the job schedulers in step with its config, as `berth serve` does. With `--port`, it
- * answers /healthz, /readyz (Redis reachable) and /metrics (the berth_prewarm_* figures are
- * counted where the runs happen: here).
+ * runs them against the shared cache through its own MirrorService (built by the composition
+ * root, src/app/core.ts). It also keeps the job schedulers in step with its config, as `berth
+ * serve` does. With `--port`, it answers /healthz, /readyz (Redis reachable) and /metrics (the
+ * berth_prewarm_* figures are counted where the runs happen: here).
  *
  * Imports: src/ only. Never the HTTP app: a worker reaches the cache through registry/.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { buildCore } from '../src/app/core.js';
 import { ConfigError } from '../src/config/errors.js';
 import type { BerthConfig } from '../src/config/types.js';
-import { Metrics } from '../src/metrics/metrics.js';
+import type { Metrics } from '../src/metrics/metrics.js';
 import { keepSchedulesInStep } from '../src/queue/background.js';
-import { BullmqQueue, createPrewarmService, type PrewarmService } from '../src/queue/index.js';
-import { MirrorService } from '../src/registry/mirror.js';
-import { Router } from '../src/registry/routing.js';
-import type { StorageDriver } from '../src/storage/driver.js';
-import { createDriver, type DriverConfig } from '../src/storage/factory.js';
-
-/**
- * The store, prepared without disturbing another process that uses it: a full init() clears
- * staged writes left behind, and on a root shared with a running `berth serve` that could cut the
- * downloads it has in flight. So only what is missing is created (`shared`).
- */
-export async function openStore(storage: DriverConfig): Promise<StorageDriver> {
-  const driver = createDriver(storage);
-  await driver.init({ shared: true });
-  return driver;
-}
+import { BullmqQueue, type PrewarmService } from '../src/queue/index.js';
 
 export interface PrewarmWorker {
   service: PrewarmService;
@@ -43,14 +29,19 @@ export async function startPrewarmWorker(config: BerthConfig, log: Logger, opts:
   if (config.redis.url === null) {
     throw new ConfigError('redis.url', 'berth worker takes its jobs from Redis: set redis.url (BERTH_REDIS_URL). Without Redis, berth serve runs pre-warm itself.');
   }
-  const driver = await openStore(config.storage);
-  const metrics = new Metrics();
-  metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize });
-  const router = new Router(config.upstreams, config.defaultUpstream);
-  const mirror = new MirrorService({ driver, upstreams: config.upstreams, metrics, log });
-  const service = createPrewarmService({ config, router, metrics, log, driver, mirror });
-  const server = opts.port !== undefined && opts.port !== null ? await listen(config.http.host, opts.port, service, metrics) : null;
-  await service.startWorker();
+  const core = await buildCore(config, log, { store: 'shared', prewarm: true });
+  const service = core.prewarm;
+  if (!service) throw new Error('the worker needs the pre-warm service');
+  const { metrics } = core;
+  let server: Server | null = null;
+  try {
+    server = opts.port !== undefined && opts.port !== null ? await listen(config.http.host, opts.port, service, metrics) : null;
+    await service.startWorker();
+  } catch (err) {
+    server?.close();
+    await core.close();
+    throw err;
+  }
   const sync = keepSchedulesInStep(service, log);
   log.info({ concurrency: config.prewarm.concurrency, entries: service.entries.length, pid: process.pid }, 'pre-warm worker ready');
   return {
@@ -60,8 +51,7 @@ export async function startPrewarmWorker(config: BerthConfig, log: Logger, opts:
     async close() {
       sync.stop();
       if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-      await service.close();
-      await mirror.close();
+      await core.close();
     },
   };
 }

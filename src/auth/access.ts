@@ -7,21 +7,14 @@
  * The folder: access.ts (this seam, and OpenAccess for `auth.mode: none`), policy.ts (auth.policy
  * rules), token.ts (the Keycloak docker-v2 token controller), keys.ts (trusted signing keys from
  * the certificate bundle and JWKS), jwt.ts (JWS parsing and pinned-algorithm verification),
- * challenge.ts (the exact 401 challenge). It imports config/ and errors.ts, nothing from http/.
+ * challenge.ts (the exact 401 challenge), scope.ts (AccessItem, the type they share). It imports
+ * config/ and errors.ts, nothing from http/.
  */
 import type { PolicyRule } from '../config/types.js';
 import { AccessPolicy } from './policy.js';
+import type { AccessItem } from './scope.js';
 
-export interface AccessItem {
-  type: 'repository' | 'registry';
-  /** Repository name as the client asked for it (the scope names it that way). */
-  name: string;
-  /** Upstream the repository routes to, for policy rules (`docker.io/library/*`). */
-  upstream?: string;
-  /** Name as cached (with `library/`), for policy rules. */
-  cacheName?: string;
-  actions: string[];
-}
+export type { AccessItem } from './scope.js';
 
 export interface AuthInput {
   authorization: string | undefined;

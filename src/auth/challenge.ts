@@ -6,7 +6,7 @@
  * (`[{"Type","Class","Name","Action"}]`, one entry per action), or `null` for `/v2/`.
  */
 import { registryError, type RegistryError } from '../errors.js';
-import type { AccessItem } from './access.js';
+import type { AccessItem } from './scope.js';
 
 export type ChallengeError = 'invalid_token' | 'insufficient_scope';
 

@@ -16,7 +16,7 @@
  */
 import type { PolicyRule } from '../config/types.js';
 import { denied } from './challenge.js';
-import type { AccessItem } from './access.js';
+import type { AccessItem } from './scope.js';
 
 export type PolicyAction = 'pull' | 'delete' | 'admin';
 

@@ -1,6 +1,8 @@
 /**
  * Builds the Fastify application (no listening: src/http/server.ts does that, and tests use
- * `app.inject()`). Services are decorated onto the instance; routes are plugins.
+ * `app.inject()`). Every service is handed in up front (src/app/serve.ts assembles them) and
+ * decorated onto the instance before any route is registered; nothing is decorated later.
+ * Routes are plugins.
  */
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
@@ -12,10 +14,12 @@ import type { Router, Routed } from '../registry/routing.js';
 import type { AccessController } from '../auth/access.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { CacheLifecycle } from '../storage/lifecycle.js';
+import type { PrewarmService } from '../queue/service.js';
 import { installHooks } from './hooks.js';
 import { v2Routes } from './routes/v2.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health.js';
 import { apiRoutes } from './routes/api.js';
+import { manifestDeleter } from './routes/cache.js';
 import { installCors } from './cors.js';
 
 declare module 'fastify' {
@@ -29,7 +33,7 @@ declare module 'fastify' {
     readiness: ReadinessCheck[];
     /** Set when storage.deleteEnabled: purge a manifest (DELETE /v2/<name>/manifests/<ref>). */
     manifestDelete: ((routed: Routed, reference: string, reply: FastifyReply) => Promise<unknown>) | null;
-    /** Size cap, eviction, GC and purge (set when the lifecycle background service starts). */
+    /** Size cap, eviction, GC and purge; null when the server runs without a lifecycle. */
     lifecycle: CacheLifecycle | null;
   }
   interface FastifyRequest {
@@ -49,6 +53,10 @@ export interface AppServices {
   driver: StorageDriver;
   logger: Logger;
   readiness?: ReadinessCheck[];
+  /** Size cap, eviction, GC and purge (/api/v1/cache; DELETE of manifests with storage.deleteEnabled). */
+  lifecycle?: CacheLifecycle | null;
+  /** Pre-warm entries and "run now" (/api/v1/prewarm). */
+  prewarm?: PrewarmService | null;
 }
 
 export async function buildApp(s: AppServices): Promise<FastifyInstance> {
@@ -69,9 +77,10 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
   app.decorate('metrics', s.metrics);
   app.decorate('driver', s.driver);
   app.decorate('readiness', s.readiness ?? []);
-  app.decorate('manifestDelete', null);
-  app.decorate('prewarm', null); // set by the pre-warm background service (src/queue/background.ts)
-  app.decorate('lifecycle', null);
+  const lifecycle = s.lifecycle ?? null;
+  app.decorate('lifecycle', lifecycle);
+  app.decorate('manifestDelete', lifecycle && s.config.storage.deleteEnabled ? manifestDeleter(lifecycle) : null);
+  app.decorate('prewarm', s.prewarm ?? null);
 
   const trusted = new BlockList();
   for (const cidr of s.config.http.trustedProxies) addCidr(trusted, cidr);

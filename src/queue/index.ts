@@ -5,8 +5,7 @@
  * configured entries, a transport and the processor in src/registry/prewarm.ts together.
  *
  * May import: registry/, storage/ (status records), config, metrics. Not http/ (the HTTP layer
- * and the commands in workers/ call into this folder, never the reverse) — background.ts only
- * borrows the BackgroundService type.
+ * and the commands in workers/ call into this folder, never the reverse).
  */
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/types.js';

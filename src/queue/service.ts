@@ -61,6 +61,8 @@ export interface PrewarmView {
   pullsSpentTotal: number;
   blobsFetched: number;
   nextRunAt: string | null;
+  /** When a failed or deferred run is tried again (null: it is not; a failed run with null has ended). */
+  retryAt: string | null;
   jobId: string | null;
 }
 
@@ -232,6 +234,7 @@ export class PrewarmService {
         pullsSpentTotal: s?.pullsSpentTotal ?? 0,
         blobsFetched: s?.blobsFetched ?? 0,
         nextRunAt: iso(next),
+        retryAt: iso(s?.retryAt ?? null),
         jobId: s?.jobId ?? null,
       };
     };

@@ -35,7 +35,7 @@ import {
 
 export {
   LIFECYCLE_DEFAULTS,
-  type CacheStats, type CacheView, type EvictionReport, type GcReport, type LifecycleOptions, type PurgeReport, type RemovalReport,
+  type CacheStats, type CacheView, type EvictionReport, type GcItem, type GcReport, type LifecycleOptions, type PurgeReport, type RemovalReport,
 } from './lifecycle/types.js';
 
 export class CacheLifecycle implements CacheEventsPort {
@@ -280,11 +280,11 @@ export class CacheLifecycle implements CacheEventsPort {
    * remove manifests and blobs nothing holds (older than the grace period) and stale staged
    * bytes. With dryRun nothing is changed; the report says what would go.
    */
-  gc(opts: { dryRun?: boolean; graceMs?: number } = {}): Promise<GcReport> {
+  gc(opts: { dryRun?: boolean; graceMs?: number; list?: boolean } = {}): Promise<GcReport> {
     return this.exclusive(async () => {
       const at = this.now();
       const dryRun = opts.dryRun ?? false;
-      const report = await collect(this.ctx, { dryRun, graceMs: opts.graceMs ?? this.orphanGrace, stagingStaleAfter: this.spoolStaleAfter });
+      const report = await collect(this.ctx, { dryRun, graceMs: opts.graceMs ?? this.orphanGrace, stagingStaleAfter: this.spoolStaleAfter, list: opts.list ?? false });
       this.lastGc = { ...report, at };
       if (!dryRun) await evictPass(this.ctx, this.limits);
       return report;

@@ -1,4 +1,4 @@
-// A whole Berth for tests: in-process (createServices + listen on a free loopback port, logs
+// A whole Berth for tests: in-process (createServices from the composition root + listen on a free loopback port, logs
 // captured) or as a child process running the built CLI (for kill -9 and real-client tests).
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -6,8 +6,7 @@ import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
-import { createServices, type ServiceOptions, type Services } from '../../src/http/server.js';
-import { serviceOptions } from '../../src/wiring.js';
+import { createServices, type ServiceOptions, type Services } from '../../src/app/serve.js';
 import { makeTempDir, removeTempDir } from './tmp.js';
 import { freePort } from './ports.js';
 import { startProcess, type ProcessHandle } from './proc.js';
@@ -48,8 +47,7 @@ export async function startBerth(overrides: Overrides = {}, opts: ServiceOptions
     },
   });
   const log = createLogger(process.env['BERTH_TEST_LOG'] ?? config.log.level, sink);
-  const wired = await serviceOptions(config, log);
-  const services = await createServices(config, log, { ...wired, ...opts });
+  const services = await createServices(config, log, opts);
   const address = await services.app.listen({ host: '127.0.0.1', port: 0 });
   const port = Number(new URL(address).port);
   return {

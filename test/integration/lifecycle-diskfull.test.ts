@@ -15,7 +15,6 @@ import {
   type Distribution, type FaultProxy,
 } from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
-import { cacheLifecycleService } from '../../src/http/routes/cache.js';
 import { MiB, blobPath, getJson, imageDigests, lifecycleOf, metricValue, pullImage, settle } from './lifecycle-support.js';
 
 let upstream: Distribution;
@@ -112,7 +111,7 @@ before(async () => {
     process.stderr.write(`# mount -t tmpfs not permitted (${m.output.trim()}); injecting ENOSPC into writes instead\n`);
     const injected = injectedDisk();
     disk = injected.disk;
-    berth = await startBerth(overrides, { background: [cacheLifecycleService({ space: injected.space })] });
+    berth = await startBerth(overrides, { lifecycle: { space: injected.space }, prewarm: false });
   }
 });
 

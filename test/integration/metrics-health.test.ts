@@ -1,6 +1,7 @@
 // /healthz and /readyz: 200 while ready, 503 when not, and a JSON body that names what is wrong
 // (storage, redis, config, and checks other features register, such as disk-full). Services are
-// built with createServices alone (no optional features wired), against a real redis-server.
+// built with createServices without the optional features (no lifecycle, no pre-warm), against a
+// real redis-server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, rm } from 'node:fs/promises';
@@ -8,7 +9,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
-import { createServices, type Services, type ServiceOptions } from '../../src/http/server.js';
+import { createServices, type Services, type ServiceOptions } from '../../src/app/serve.js';
 import { startRedis, freePort, makeTempDir, removeTempDir, type RedisServer } from '../helpers/index.js';
 
 let redis: RedisServer;
@@ -30,7 +31,7 @@ async function services(overrides: Record<string, unknown> = {}, opts: ServiceOp
   const root = await makeTempDir('berth-health');
   const config = await loadConfig({ file: null, env: {}, overrides: { ...overrides, storage: { root }, http: { host: '127.0.0.1', port: 0 } } });
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
-  const s = { services: await createServices(config, createLogger('warn', sink), opts), root };
+  const s = { services: await createServices(config, createLogger('warn', sink), { lifecycle: false, prewarm: false, ...opts }), root };
   opened.push(s);
   return s;
 }

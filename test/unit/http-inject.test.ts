@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
-import { createServices, type Services } from '../../src/http/server.js';
+import { createServices, type Services } from '../../src/app/serve.js';
 import type { Digest } from '../../src/oci/reference.js';
 import { makeTempDir, removeTempDir, freePort } from '../helpers/index.js';
 
@@ -28,7 +28,7 @@ before(async () => {
       log: { level: 'silent' },
     },
   });
-  s = await createServices(config, createLogger('silent'));
+  s = await createServices(config, createLogger('silent'), { lifecycle: false, prewarm: false });
   await s.driver.putBlobBuffer(manifestDigest, manifest);
   await s.mirror.meta.putManifest(manifestDigest, { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: manifest.length });
   const now = Date.now();

@@ -1,5 +1,5 @@
 /**
- * The cache's operator surface, and the background service that runs its lifecycle.
+ * The cache's operator surface over the lifecycle (src/storage/lifecycle.ts).
  *
  * Routes (registered by apiRoutes inside the /api/v1 scope, so the admin policy applies):
  *  - GET    /api/v1/cache                 bytes, blobs, cap and watermarks, pinned content,
@@ -8,60 +8,20 @@
  *  - DELETE /api/v1/cache/<upstream>/<name>[:<tag>|@<digest>]
  *                                         purge a repository, a tag or a manifest
  * and, when storage.deleteEnabled, DELETE /v2/<name>/manifests/<ref> (v2.ts calls
- * `app.manifestDelete` after its own access check).
+ * `app.manifestDelete`, made here by `manifestDeleter`, after its own access check).
  *
- * `cacheLifecycleService` (wired in src/wiring.ts) builds the CacheLifecycle at start, makes it the
- * mirror's cache hooks, registers the optional `disk-full` readiness check, runs GC every
- * storage.gcInterval, and writes access times on stop.
+ * The lifecycle itself is built and started by the composition root (src/app/), which hands it to
+ * buildApp; these routes only use it.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { registryError } from '../../errors.js';
 import { checkDigest, isValidTag, looksLikeDigest } from '../../oci/reference.js';
 import type { Routed } from '../../registry/routing.js';
-import { CacheLifecycle, type LifecycleOptions } from '../../storage/lifecycle.js';
-import type { BackgroundService } from '../server.js';
+import type { CacheLifecycle } from '../../storage/lifecycle.js';
 
-/** Overrides for the lifecycle's internal tunables (tests; a fake free-space probe). */
-export type LifecycleTunables = Partial<Pick<LifecycleOptions, 'space' | 'flushInterval' | 'orphanGrace' | 'spoolStaleAfter' | 'spaceRecheck' | 'now'>>;
-
-export function cacheLifecycleService(tunables: LifecycleTunables = {}): BackgroundService {
-  let lifecycle: CacheLifecycle | null = null;
-  let timer: NodeJS.Timeout | null = null;
-  return {
-    name: 'cache-lifecycle',
-    async start(s) {
-      const storage = s.config.storage;
-      const log = s.log.child({ component: 'lifecycle' });
-      const lc = new CacheLifecycle({
-        driver: s.driver,
-        meta: s.mirror.meta,
-        metrics: s.metrics,
-        log,
-        cache: s.mirror,
-        maxSize: storage.maxSize,
-        highWatermark: storage.highWatermark,
-        lowWatermark: storage.lowWatermark,
-        ...tunables,
-      });
-      await lc.start();
-      lifecycle = lc;
-      s.mirror.hooks = lc;
-      s.app.lifecycle = lc;
-      s.app.readiness.push({ name: 'disk-full', required: false, check: async () => lc.diskCheck() });
-      if (storage.deleteEnabled) s.app.manifestDelete = (routed, reference, reply) => deleteManifest(lc, routed, reference, reply);
-      timer = setInterval(() => {
-        lc.gc().catch((err: unknown) => log.error({ err }, 'garbage collection failed'));
-      }, storage.gcInterval);
-      timer.unref();
-    },
-    async stop() {
-      if (timer) clearInterval(timer);
-      timer = null;
-      // The hooks stay attached: fills that finish during shutdown are ignored by a stopped
-      // lifecycle, and their blobs' commit times stand in for their last access at the next start.
-      await lifecycle?.stop();
-    },
-  };
+/** The handler v2.ts calls for DELETE /v2/<name>/manifests/<ref> when storage.deleteEnabled. */
+export function manifestDeleter(lc: CacheLifecycle): (routed: Routed, reference: string, reply: FastifyReply) => Promise<unknown> {
+  return (routed, reference, reply) => deleteManifest(lc, routed, reference, reply);
 }
 
 /** DELETE /v2/<name>/manifests/<tag|digest>: purge it from the cache (202, as Distribution answers). */

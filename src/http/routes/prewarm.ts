@@ -2,7 +2,9 @@
  * Pre-warm in the admin API (registered inside apiRoutes, so /api/v1 and its authorization hook
  * apply):
  *   GET  /api/v1/prewarm               every entry: resolved digest, last run and result, pulls
- *                                      spent, next run; plus the transport and its worker count.
+ *                                      spent, next run; plus the transport and its worker count,
+ *                                      and `warnings`: sentences for an operator (with Redis and
+ *                                      no worker consuming the queue, nothing runs).
  *   POST /api/v1/prewarm {"ref": "…"}  run now → 202 {jobId, queued, …}. A configured ref (any
  *                                      spelling of it) runs its entry; any other ref the mirror
  *                                      serves runs once as a one-off: cached, not pinned, not
@@ -22,6 +24,11 @@ declare module 'fastify' {
   }
 }
 
+/** The warning for a Redis queue that no `berth worker` consumes (also logged by `serve`). */
+export function noWorkerWarning(): string {
+  return 'no berth worker is consuming the pre-warm queue: with redis.url set, pre-warm runs happen only in `berth worker` processes, so scheduled and requested runs wait until one starts';
+}
+
 /**
  * The queue's store is unreachable: 503 UNAVAILABLE in the usual envelope, with its own words
  * (the catalogue's UNAVAILABLE text speaks of upstream registries).
@@ -39,7 +46,9 @@ export async function prewarmRoutes(app: FastifyInstance): Promise<void> {
   app.get('/prewarm', async (_request, reply) => {
     const s = service();
     try {
-      return await s.list();
+      const listing = await s.list();
+      const warnings = listing.transport === 'bullmq' && listing.workers === 0 ? [noWorkerWarning()] : [];
+      return { ...listing, warnings };
     } catch (err) {
       if (err instanceof QueueUnavailableError) return sendUnavailable(reply, err);
       throw err;

@@ -8,12 +8,14 @@
 import { parseDigest, type Digest } from '../../oci/reference.js';
 import { readHolds, repoLost, type Holds } from './holds.js';
 import { removeBlob } from './removal.js';
-import type { GcReport, LifecycleContext } from './types.js';
+import type { GcItem, GcReport, LifecycleContext } from './types.js';
 
 export interface GcOptions {
   dryRun: boolean;
   graceMs: number;
   stagingStaleAfter: number;
+  /** Report each blob that would go (dry runs only). */
+  list?: boolean;
 }
 
 /**
@@ -91,6 +93,7 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
   const began = ctx.now();
   const dry = o.dryRun;
   const report: GcReport = { dryRun: dry, blobs: 0, bytes: 0, manifests: 0, records: 0, spoolFiles: 0, spoolBytes: 0, ms: 0 };
+  const items: GcItem[] = [];
   await graph.learned();
   report.records += await scan(ctx, !dry);
   const holds = await readHolds(records);
@@ -136,6 +139,7 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
     if (dry) {
       report.blobs += 1;
       report.bytes += e.size;
+      items.push({ digest: d, kind: dead.has(d as Digest) ? 'manifest' : 'blob', bytes: e.size });
     } else {
       await removeBlob(ctx, d, 'gc', report);
     }
@@ -145,5 +149,6 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
   report.spoolBytes = s.bytes;
   report.ms = ctx.now() - began;
   ctx.log.info(report, dry ? 'garbage collection (dry run): nothing was changed' : 'garbage collection done');
+  if (o.list && dry) report.items = items;
   return report;
 }

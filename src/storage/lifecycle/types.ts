@@ -83,6 +83,14 @@ export interface GcReport {
   spoolFiles: number;
   spoolBytes: number;
   ms: number;
+  /** With `list` and `dryRun`: each blob that would go (`manifest` when it is an image manifest). */
+  items?: GcItem[];
+}
+
+export interface GcItem {
+  digest: string;
+  kind: 'manifest' | 'blob';
+  bytes: number;
 }
 
 export interface CacheStats {

@@ -1,0 +1,120 @@
+/**
+ * src/app: the composition root. `buildCore` builds the core of Berth once from a config — the
+ * storage driver, the metadata records, the metrics, the upstream router, the mirror, the cache
+ * lifecycle and the pre-warm service — for every command: `serve` (serve.ts adds access control and
+ * the HTTP app), `worker` and `prewarm` (workers/), `gc` (gc.ts). Each command asks only for the
+ * parts it needs; everything is wired here, at construction, so no part is patched into another
+ * later (the mirror's cache hooks are the lifecycle from the start).
+ *
+ * May import anything below it in src/ (registry, storage, upstream, queue, auth, config, metrics);
+ * only serve.ts imports http/. Nothing in src/ imports this folder except cli.ts and workers/.
+ */
+import type { Logger } from 'pino';
+import type { BerthConfig } from '../config/types.js';
+import { Metrics } from '../metrics/metrics.js';
+import { createPrewarmService, type PrewarmService } from '../queue/index.js';
+import { MirrorService, type CacheHooks } from '../registry/mirror.js';
+import { Router } from '../registry/routing.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { createDriver } from '../storage/factory.js';
+import { CacheLifecycle, type LifecycleOptions } from '../storage/lifecycle.js';
+import { MetadataStore } from '../storage/records.js';
+import { StartupError } from './errors.js';
+
+/** Overrides for the lifecycle's internal tunables (tests; a fake free-space probe). */
+export type LifecycleTunables = Partial<Pick<LifecycleOptions, 'space' | 'flushInterval' | 'orphanGrace' | 'spoolStaleAfter' | 'spaceRecheck' | 'now' | 'persistAccess' | 'maxSize'>>;
+
+export interface CoreOptions {
+  /**
+   * `own`: this process owns the store (`serve`): prepare it, clearing spool files a dead process
+   * left. `shared`: beside a server that may be running (`worker`, `prewarm`, `gc`): a store that
+   * exists is used as it is, because clearing the spool would cut the server's downloads.
+   */
+  store: 'own' | 'shared';
+  /** Build the mirror (upstream clients): needed to serve, run pre-warm jobs or purge. */
+  mirror?: boolean;
+  /** Build the cache lifecycle (size cap, eviction, GC, purge): false for none. */
+  lifecycle?: false | LifecycleTunables;
+  /** Build the pre-warm service on the transport the config asks for. */
+  prewarm?: boolean;
+  metrics?: Metrics;
+  now?: () => number;
+  /** A driver built elsewhere (tests: the in-memory one); createDriver(config.storage) by default. */
+  driver?: StorageDriver;
+}
+
+export interface Core {
+  config: BerthConfig;
+  log: Logger;
+  driver: StorageDriver;
+  meta: MetadataStore;
+  metrics: Metrics;
+  router: Router;
+  mirror: MirrorService | null;
+  lifecycle: CacheLifecycle | null;
+  prewarm: PrewarmService | null;
+  /** Close what was built, in reverse order (the lifecycle is stopped by whoever started it). */
+  close(): Promise<void>;
+}
+
+/**
+ * The storage driver for the config, prepared. `shared`: create what is missing and clear nothing
+ * (staged bytes may belong to a running server's downloads); `own`: also clear what a dead
+ * process left staged.
+ */
+export async function openDriver(config: BerthConfig, mode: 'own' | 'shared', injected?: StorageDriver): Promise<StorageDriver> {
+  const driver = injected ?? createDriver(config.storage);
+  try {
+    await driver.init(mode === 'shared' ? { shared: true } : {});
+  } catch (err) {
+    throw StartupError.fromStorage(config.storage.root, err);
+  }
+  return driver;
+}
+
+export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOptions): Promise<Core> {
+  const driver = await openDriver(config, opts.store, opts.driver);
+  const metrics = opts.metrics ?? new Metrics();
+  metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize });
+  const router = new Router(config.upstreams, config.defaultUpstream);
+  const now = opts.now ? { now: opts.now } : {};
+
+  // The two directions between the mirror and the lifecycle, wired here once as named ports: the
+  // mirror tells the lifecycle what it stored and served (CacheHooks), the lifecycle asks the
+  // mirror what is in flight and makes it forget what it removes (CacheView). They share one
+  // metadata store (its record caches must agree), the mirror's.
+  let lifecycle: CacheLifecycle | null = null;
+  const hooks: CacheHooks = {
+    accessed: (d) => lifecycle?.accessed(d),
+    stored: (d, size, kind) => lifecycle?.stored(d, size, kind),
+    storageFull: (err, needed) => lifecycle?.storageFull(err, needed),
+    canStore: () => lifecycle?.canStore() ?? true,
+  };
+  const wantLifecycle = opts.lifecycle !== undefined && opts.lifecycle !== false;
+  const mirror = (opts.mirror ?? true)
+    ? new MirrorService({ driver, upstreams: config.upstreams, metrics, log, ...now, ...(wantLifecycle ? { hooks } : {}) })
+    : null;
+  const meta = mirror?.meta ?? new MetadataStore(driver);
+  if (opts.lifecycle !== undefined && opts.lifecycle !== false) {
+    const storage = config.storage;
+    lifecycle = new CacheLifecycle({
+      driver,
+      meta,
+      metrics,
+      log: log.child({ component: 'lifecycle' }),
+      ...(mirror ? { cache: mirror } : {}),
+      maxSize: storage.maxSize,
+      highWatermark: storage.highWatermark,
+      lowWatermark: storage.lowWatermark,
+      ...opts.lifecycle,
+    });
+  }
+  const prewarm = opts.prewarm ? createPrewarmService({ config, router, metrics, log, driver, mirror }) : null;
+  return {
+    config, log, driver, meta, metrics, router, mirror, lifecycle, prewarm,
+    async close() {
+      await prewarm?.close();
+      await mirror?.close();
+    },
+  };
+}
