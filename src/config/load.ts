@@ -60,7 +60,9 @@ export async function loadConfig(opts: LoadOptions = {}): Promise<BerthConfig> {
     try {
       text = await readFile(file, 'utf8');
     } catch (err) {
-      throw new ConfigError(file, `cannot read config file: ${errorCode(err)}`);
+      // Name the setting that chose the file when it was the environment, not the caller.
+      const source = opts.file === undefined ? 'from BERTH_CONFIG' : undefined;
+      throw new ConfigError({ key: file, detail: `cannot read config file: ${errorCode(err)}`, source });
     }
   }
   const config = parseConfig({

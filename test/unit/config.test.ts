@@ -131,6 +131,10 @@ describe('defaults', () => {
   it('names the config file when it cannot be read', async () => {
     const missing = path.join(dir, 'missing.yaml');
     await assert.rejects(load({ file: missing }), isConfigError(missing, `config: ${missing}: cannot read config file: ENOENT`));
+    await assert.rejects(
+      loadConfig({ env: { BERTH_CONFIG: missing } }),
+      isConfigError(missing, `config: ${missing}: cannot read config file: ENOENT (from BERTH_CONFIG)`),
+    );
   });
 
   it('treats an empty file as all defaults', async () => {
