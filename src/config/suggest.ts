@@ -28,10 +28,10 @@ export function nearestName(wanted: string, known: readonly string[]): string | 
   return best;
 }
 
-/** ` Did you mean "x"?`-style suffix for messages; empty when there is no close name. */
-export function didYouMean(wanted: string, known: readonly string[], render: (name: string) => string = (n) => `"${n}"`): string {
+/** `; did you mean "x"?` for the end of a message; empty when no known name is close. */
+export function didYouMean(wanted: string, known: readonly string[]): string {
   const hit = nearestName(wanted, known);
-  return hit === undefined ? '' : `; did you mean ${render(hit)}?`;
+  return hit === undefined ? '' : `; did you mean "${hit}"?`;
 }
 
 /** Optimal string alignment distance: insertions, deletions, substitutions and adjacent swaps. */
