@@ -1,6 +1,6 @@
 /**
  * The one table of Berth's configuration: every key, its type and its default, as a tree of
- * nodes. The loader (load.ts) walks this tree for YAML, environment variables and overrides alike,
+ * nodes. The loader (layer.ts) walks this tree for YAML, environment variables and overrides alike,
  * so a key added here is at once a YAML key, a `BERTH_*` variable, type-checked and defaulted.
  *
  * A compile-time check at the bottom proves the tree produces exactly `BerthConfig` from
@@ -152,7 +152,7 @@ function integer(defaultValue: number, min: number, max = Number.MAX_SAFE_INTEGE
   });
 }
 
-/** A fraction in [0, 1]; the strict ordering of watermarks is a cross-key check in load.ts. */
+/** A fraction in [0, 1]; the strict ordering of watermarks is a cross-key check in validate.ts. */
 function fraction(defaultValue: number): LeafNode<number> {
   const expected = 'a number from 0 to 1';
   const check = (v: unknown, key: string): number => {

@@ -20,17 +20,22 @@ const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y;
 const BARE_NUMBER = /^\d+(?:\.\d+)?$/;
 
 /**
- * Milliseconds from `500ms`, `30s`, `10m`, `6h`, `1d`, a sequence of those (`1h30m`), or a bare
- * number of seconds (`30`, or the YAML number 30). Negative, empty or unknown units are refused
- * with a ConfigError naming `key`.
+ * Milliseconds from `500ms`, `30s`, `10m`, `6h`, `1d`, or a sequence of those (`1h30m`). A bare
+ * number is refused (is `600` seconds or milliseconds?) with a message naming the units, except
+ * 0, which means the same in every unit. Negative, empty or unknown units are refused too; every
+ * refusal is a ConfigError naming `key`.
  */
 export function parseDuration(input: string | number, key: string): number {
   if (typeof input === 'number') {
     if (!Number.isFinite(input) || input < 0) throw ConfigError.expected(key, DURATION_EXPECTED, input);
-    return toSafeInteger(input * 1_000, key, DURATION_EXPECTED, input);
+    if (input === 0) return 0;
+    throw bareNumber(key, input);
   }
   const text = input.trim();
-  if (BARE_NUMBER.test(text)) return toSafeInteger(Number(text) * 1_000, key, DURATION_EXPECTED, input);
+  if (BARE_NUMBER.test(text)) {
+    if (Number(text) === 0) return 0;
+    throw bareNumber(key, input);
+  }
   if (text === '') throw ConfigError.expected(key, DURATION_EXPECTED, input);
 
   let total = 0;
@@ -46,6 +51,15 @@ export function parseDuration(input: string | number, key: string): number {
     pos = DURATION_PART.lastIndex;
   }
   return toSafeInteger(total, key, DURATION_EXPECTED, input);
+}
+
+function bareNumber(key: string, input: string | number): ConfigError {
+  const n = String(input).trim();
+  return new ConfigError(
+    key,
+    `expected ${DURATION_EXPECTED}, got ${typeof input === 'string' ? JSON.stringify(input) : n}: a duration needs a unit, ` +
+      `one of ms, s, m, h, d (write "${n}s" for ${n} seconds)`,
+  );
 }
 
 const BYTES_PER: Readonly<Record<string, number>> = {

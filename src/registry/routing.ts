@@ -4,6 +4,8 @@
  * one of its aliases (`/v2/ghcr.io/org/app/...`) → the default upstream (dockerd's
  * registry-mirrors). `ns` never enters the cache key; one-component names on an upstream with
  * `libraryPrefix` (Docker Hub) get `library/`, so `alpine` and `library/alpine` share one entry.
+ * A leading component that is a registry host but no configured upstream is refused (NAME_UNKNOWN),
+ * exactly like an unknown `ns`: nothing is forwarded to a registry the operator did not configure.
  */
 import type { UpstreamConfig } from '../config/types.js';
 import { registryError } from '../errors.js';
@@ -53,14 +55,19 @@ export class Router {
       }
     } else {
       const slash = name.indexOf('/');
-      if (slash > 0) {
-        const first = name.slice(0, slash);
-        // Only a component that looks like a host can name an upstream; `library/x` never does.
-        const u = first.includes('.') || first.includes(':') || first === 'localhost' ? this.byName.get(first) : undefined;
-        if (u) {
-          upstream = u;
-          name = name.slice(slash + 1);
+      const first = slash > 0 ? name.slice(0, slash) : '';
+      // By the docker reference grammar a first component with a dot or a colon, or `localhost`,
+      // is a registry host (`library/x` never is). Such a name is for that registry: served when
+      // it is an upstream, refused like an unknown ns otherwise, never sent to the default
+      // upstream as a repository named `ghcr.io/org/app`.
+      if (first !== '' && isRegistryHost(first)) {
+        upstream = this.byName.get(first.toLowerCase());
+        if (!upstream) {
+          throw registryError('NAME_UNKNOWN', `"${first}" (the first component of "${requested}") is not an upstream this mirror serves`, {
+            detail: { registry: first },
+          });
         }
+        name = name.slice(slash + 1);
       }
       upstream ??= this.defaultUpstream;
     }
@@ -72,4 +79,9 @@ export class Router {
   publicName(upstreamName: string, name: string): string {
     return upstreamName === this.defaultUpstream.name ? name : `${upstreamName}/${name}`;
   }
+}
+
+/** The docker reference grammar's test for a first path component that names a registry. */
+export function isRegistryHost(component: string): boolean {
+  return component.includes('.') || component.includes(':') || component === 'localhost';
 }

@@ -2,13 +2,15 @@
 // the key, and secret masking. Files live in a fresh temp directory per test run.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../../src/config/errors.js';
 import { defaultConfig, loadConfig, maskSecrets, parseConfig } from '../../src/config/load.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from '../../src/config/units.js';
 import type { BerthConfig } from '../../src/config/types.js';
+import { makeCertificate } from '../helpers/keycloak.js';
 
 let dir = '';
 let certFile = '';
@@ -16,7 +18,9 @@ let certFile = '';
 before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'berth-config-'));
   certFile = path.join(dir, 'localhost_trust_chain.pem');
-  await writeFile(certFile, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+  // A real certificate: the bundle's blocks are parsed at load time, as auth/ will parse them.
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  await writeFile(certFile, makeCertificate({ subjectKey: publicKey, signerKey: privateKey, subject: 'berth-config-test' }));
 });
 
 after(async () => {
@@ -127,6 +131,10 @@ describe('defaults', () => {
   it('names the config file when it cannot be read', async () => {
     const missing = path.join(dir, 'missing.yaml');
     await assert.rejects(load({ file: missing }), isConfigError(missing, `config: ${missing}: cannot read config file: ENOENT`));
+    await assert.rejects(
+      loadConfig({ env: { BERTH_CONFIG: missing } }),
+      isConfigError(missing, `config: ${missing}: cannot read config file: ENOENT (from BERTH_CONFIG)`),
+    );
   });
 
   it('treats an empty file as all defaults', async () => {
@@ -156,7 +164,7 @@ describe('YAML file', () => {
         '    tagTtl: 1h30m',
         '  - name: ghcr.io',
         '    url: https://ghcr.io',
-        '    notFoundTtl: 30',
+        '    notFoundTtl: 30s',
         'defaultUpstream: docker.io',
         'log:',
         '  level: debug',
@@ -176,7 +184,7 @@ describe('YAML file', () => {
     assert.equal(cfg.upstreams.length, 2, 'a file list replaces the built-in list');
     assert.equal(cfg.upstreams[0]?.tagTtl, 90 * 60_000);
     assert.deepEqual(cfg.upstreams[0]?.aliases, [], 'the built-in aliases are not merged into a replaced list');
-    assert.equal(cfg.upstreams[1]?.notFoundTtl, 30_000, 'a bare number is seconds');
+    assert.equal(cfg.upstreams[1]?.notFoundTtl, 30_000);
     assert.equal(cfg.upstreams[1]?.tagTtl, 600_000, 'per-upstream defaults apply to file items');
     assert.equal(cfg.log.level, 'debug');
   });
@@ -222,7 +230,7 @@ describe('unknown keys and wrong types', () => {
       () => parseConfig({ text: 'http:\n  prot: 5001\n', fileName: 'berth.yaml' }),
       isConfigError(
         'http.prot',
-        'config: http.prot: unknown key (known: host, port, publicUrl, cors, trustedProxies, headers) (at berth.yaml:2:3)',
+        'config: http.prot: unknown key (known: host, port, publicUrl, cors, trustedProxies, headers); did you mean "port"? (at berth.yaml:2:3)',
       ),
     );
   });
@@ -234,6 +242,17 @@ describe('unknown keys and wrong types', () => {
   it('names an unknown key inside a list item by index', () => {
     const text = 'upstreams:\n  - name: ghcr.io\n    url: https://ghcr.io\n    tagTTL: 5m\n';
     assert.throws(() => parseConfig({ text }), isConfigError('upstreams[0].tagTTL', /unknown key \(known: name, url, aliases,/));
+  });
+
+  it('suggests the nearest known key for a misspelt one, in files and variables', () => {
+    const text = 'upstreams:\n  - name: ghcr.io\n    url: https://ghcr.io\n    tagTTL: 5m\n';
+    assert.throws(() => parseConfig({ text }), isConfigError('upstreams[0].tagTTL', /; did you mean "tagTtl"\?/));
+    assert.throws(() => parseConfig({ text: 'storge:\n  root: /x\n' }), isConfigError('storge', /; did you mean "storage"\?/));
+    assert.throws(() => parseConfig({ text: 'prewarm:\n  image: [alpine]\n' }), isConfigError('prewarm.image', /; did you mean "images"\?/));
+    assert.throws(() => parseConfig({ env: { BERTH_HTTP_PROT: '5001' } }), isConfigError('BERTH_HTTP_PROT', /; did you mean BERTH_HTTP_PORT\?$/));
+    assert.throws(() => parseConfig({ env: { BERTH_HTTP_PUBLC_URL: 'https://a.example' } }), isConfigError('BERTH_HTTP_PUBLC_URL', /did you mean BERTH_HTTP_PUBLICURL\?$/));
+    // Nothing close: no guess is offered.
+    assert.throws(() => parseConfig({ text: 'database:\n  url: x\n' }), (err: unknown) => err instanceof ConfigError && !/did you mean/.test(err.message));
   });
 
   it('names key, expected type and the value it got', () => {
@@ -276,9 +295,7 @@ describe('durations and sizes', () => {
     ['1m30s500ms', 90_500],
     ['1.5s', 1_500],
     ['0', 0],
-    ['45', 45_000],
     [' 10m ', 600_000],
-    [30, 30_000],
     [0, 0],
   ];
   for (const [input, ms] of durations) {
@@ -293,6 +310,25 @@ describe('durations and sizes', () => {
       assert.throws(() => parseDuration(input, 'upstreams[0].tagTtl'), isConfigError('upstreams[0].tagTtl', /expected a duration like "10m"/));
     });
   }
+
+  // Is `600` seconds or milliseconds? A bare number was read as seconds; now it is refused, with the units named.
+  for (const input of ['45', 30, '600', 1.5]) {
+    it(`refuses the bare number ${JSON.stringify(input)} as a duration, naming the units`, () => {
+      assert.throws(
+        () => parseDuration(input, 'upstreams[0].tagTtl'),
+        isConfigError('upstreams[0].tagTtl', /expected a duration like "10m", got .*: a duration needs a unit, one of ms, s, m, h, d \(write "[\d.]+s" for/),
+      );
+    });
+  }
+
+  it('names the key, the units and the file position for `tagTtl: 600` in a file', () => {
+    const text = 'upstreams:\n  - name: docker.io\n    url: https://registry-1.docker.io\n    tagTtl: 600\n';
+    assert.throws(
+      () => parseConfig({ text, fileName: 'berth.yaml' }),
+      isConfigError('upstreams[0].tagTtl', 'config: upstreams[0].tagTtl: expected a duration like "10m", got 600: a duration needs a unit, one of ms, s, m, h, d (write "600s" for 600 seconds) (at berth.yaml:4:13)'),
+    );
+    assert.throws(() => parseConfig({ env: { BERTH_UPSTREAMS_0_TAGTTL: '600' } }), isConfigError('upstreams[0].tagTtl', /needs a unit.*\(from BERTH_UPSTREAMS_0_TAGTTL\)/));
+  });
 
   const sizes: Array<[string | number, number]> = [
     ['512MiB', 512 * 2 ** 20],
@@ -657,5 +693,158 @@ describe('maskSecrets', () => {
     assert.deepEqual(maskSecrets({ nested: { apiKey: 'k', clientSecret: 's', accessToken: 't', tokens: ['a'], password: null } }), {
       nested: { apiKey: '***', clientSecret: '***', accessToken: '***', tokens: ['***'], password: null },
     });
+  });
+});
+
+describe('Kubernetes service links', () => {
+  /** What a kubelet injects for a Service `name` with one named TCP port. */
+  function links(service: string, ip: string, port: number, portName: string): NodeJS.ProcessEnv {
+    const v = service.toUpperCase().replace(/-/g, '_');
+    return {
+      [`${v}_SERVICE_HOST`]: ip,
+      [`${v}_SERVICE_PORT`]: String(port),
+      [`${v}_SERVICE_PORT_${portName.toUpperCase()}`]: String(port),
+      [`${v}_PORT`]: `tcp://${ip}:${port}`,
+      [`${v}_PORT_${port}_TCP`]: `tcp://${ip}:${port}`,
+      [`${v}_PORT_${port}_TCP_PROTO`]: 'tcp',
+      [`${v}_PORT_${port}_TCP_PORT`]: String(port),
+      [`${v}_PORT_${port}_TCP_ADDR`]: ip,
+    };
+  }
+
+  it('ignores the variables a kubelet injects for the Services berth and berth-redis', () => {
+    const env = { ...links('berth', '10.96.0.11', 5000, 'http'), ...links('berth-redis', '10.96.0.12', 6379, 'redis'), BERTH_HTTP_PORT: '5001' };
+    const cfg = parseConfig({ env });
+    assert.equal(cfg.http.port, 5001, 'real BERTH_* variables still apply');
+    assert.equal(cfg.redis.url, null, 'BERTH_REDIS_PORT is not redis.url or anything else');
+    assert.deepEqual(cfg, parseConfig({ env: { BERTH_HTTP_PORT: '5001' } }), 'the links change nothing');
+    // IPv6 cluster addresses and UDP ports have the same shapes.
+    assert.doesNotThrow(() => parseConfig({ env: { BERTH_PORT: 'tcp://[fd00::11]:5000', BERTH_PORT_53_UDP: 'udp://10.0.0.1:53', BERTH_PORT_53_UDP_PROTO: 'udp' } }));
+  });
+
+  it('still refuses typos and look-alikes whose value is not what a kubelet writes', () => {
+    const bad: NodeJS.ProcessEnv[] = [
+      { BERTH_PORT: '5000' }, // meant BERTH_HTTP_PORT
+      { BERTH_PORT: 'http://10.0.0.1:5000' },
+      { BERTH_SERVICE_HOST: 'mirror.example.com' },
+      { BERTH_SERVICE_PORT: 'http' },
+      { BERTH_PORT_5000_TCP: 'tcp://10.0.0.1:6000' }, // the port in the name and the value differ
+      { BERTH_PORT_5000_TCP_PROTO: 'udp' },
+      { BERTH_PORT_5000_TCP_ADDR: 'berth' },
+      { BERTH_HTTP_PROT: 'tcp://10.0.0.1:5000' },
+    ];
+    for (const env of bad) {
+      const name = Object.keys(env)[0] ?? '';
+      assert.throws(() => parseConfig({ env }), isConfigError(name, /unknown environment variable/), name);
+    }
+  });
+
+  it('does not skip a real config key whose value looks like a link, and says where it came from', () => {
+    // A Service named berth-http would inject BERTH_HTTP_PORT=tcp://…, which does address http.port.
+    assert.throws(
+      () => parseConfig({ env: { BERTH_HTTP_PORT: 'tcp://10.96.0.13:80' } }),
+      isConfigError('http.port', /got "tcp:\/\/10\.96\.0\.13:80".*a Kubernetes service link for a Service named "berth-http"; set enableServiceLinks: false/),
+    );
+  });
+});
+
+describe('registry:2 config.yml', () => {
+  it('is recognised and answered with the REGISTRY_* variables and Berth keys its settings become', () => {
+    const text = [
+      'version: 0.1',
+      'log:',
+      '  fields:',
+      '    service: registry',
+      'storage:',
+      '  cache:',
+      '    blobdescriptor: inmemory',
+      '  filesystem:',
+      '    rootdirectory: /var/lib/registry',
+      'http:',
+      '  addr: :5000',
+      'proxy:',
+      '  remoteurl: https://registry-1.docker.io',
+      '',
+    ].join('\n');
+    assert.throws(() => parseConfig({ text, fileName: 'config.yml' }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.key, 'config.yml');
+      assert.match(err.message, /^config: config\.yml: this is a registry:2 \(Distribution\) config\.yml \(it has "version"\), not a Berth config/);
+      assert.match(err.message, /REGISTRY_PROXY_REMOTEURL \(proxy\.remoteurl\)/);
+      assert.match(err.message, /REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY/);
+      assert.match(err.message, /REGISTRY_HTTP_ADDR/);
+      assert.match(err.message, /proxy\.remoteurl → upstreams\[\]\.url/);
+      assert.match(err.message, /storage\.filesystem\.rootdirectory → storage\.root/);
+      assert.doesNotMatch(err.message, /REGISTRY_AUTH_TOKEN_REALM/, 'only what the file has');
+      assert.match(err.message, /\(at config\.yml:1:1\)$/);
+      return true;
+    });
+  });
+
+  it('is recognised without a version line too, by its proxy section', () => {
+    assert.throws(() => parseConfig({ text: 'proxy:\n  remoteurl: https://registry-1.docker.io\n' }), isConfigError('<config>', /registry:2 \(Distribution\).*\(it has "proxy"\)/));
+  });
+});
+
+describe('what serve would refuse later is refused at load', () => {
+  it('refuses a pre-warm image on a registry that is not a configured upstream (loadConfig; parseConfig leaves it to the wiring)', async () => {
+    const text = 'prewarm:\n  images:\n    - alpine:3.20\n    - quay.io/org/app:1\n';
+    const file = await yamlFile('prewarm-quay.yaml', text);
+    await assert.rejects(
+      load({ file }),
+      isConfigError('prewarm.images[1].ref', 'config: prewarm.images[1].ref: "quay.io/org/app:1" names the registry "quay.io", which is not a configured upstream (configured: docker.io); add it under upstreams or drop the image'),
+    );
+    const aliased = await yamlFile('prewarm-alias.yaml', 'prewarm:\n  images: [index.docker.io/library/alpine:3.20, localhost/x:1]\n');
+    await assert.rejects(load({ file: aliased }), isConfigError('prewarm.images[1].ref', /"localhost", which is not a configured upstream/));
+    assert.equal(parseConfig({ text }).prewarm.images.length, 2);
+  });
+
+  it('refuses invalid image references, saying what is wrong with them', () => {
+    const cases: Array<[string, RegExp]> = [
+      ['Alpine:3.20', /"Alpine:3\.20" is not a valid image reference: "Alpine" is not a valid repository name \(repository names are lower case\)$/],
+      ['alpine:-x', /"-x" is not a valid tag/],
+      ['alpine@sha256:abc', /a sha256 digest has 64 lowercase hex characters/],
+      ['docker.io/Library/alpine', /"Library\/alpine" is not a valid repository name/],
+      ['alpine 3.20', /expected an image reference like "docker\.io\/library\/alpine:3\.20"/],
+    ];
+    for (const [ref, message] of cases) {
+      assert.throws(() => parseConfig({ overrides: { prewarm: { images: [ref] } } }), isConfigError('prewarm.images[0].ref', message), ref);
+    }
+    assert.doesNotThrow(() => parseConfig({ overrides: { prewarm: { images: [`registry.local:5000/a/b:1@sha256:${'a'.repeat(64)}`] } } }));
+  });
+
+  it('refuses a rootCertBundle that holds no certificate, or a broken one, naming the block and never OpenSSL\'s text', async () => {
+    const token = (bundle: string) => ({ auth: { mode: 'token', token: { realm: 'https://kc.example/auth', service: 's', issuer: 'i', rootCertBundle: bundle } } });
+    const garbage = path.join(dir, 'garbage.pem');
+    await writeFile(garbage, 'this is not PEM\n');
+    await assert.rejects(load({ overrides: token(garbage) }), isConfigError('auth.token.rootCertBundle', /holds no PEM certificate or public key/));
+    const broken = path.join(dir, 'broken.pem');
+    await writeFile(broken, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    await assert.rejects(load({ overrides: token(broken) }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.key, 'auth.token.rootCertBundle');
+      assert.match(err.message, /broken\.pem block 1 is not a valid PEM certificate/);
+      assert.doesNotMatch(err.message, /error:[0-9A-F]{8}|asn1|routines/i);
+      return true;
+    });
+    const dsa = path.join(dir, 'x25519.pem');
+    await writeFile(dsa, generateKeyPairSync('x25519').publicKey.export({ type: 'spki', format: 'pem' }));
+    await assert.rejects(load({ overrides: token(dsa) }), isConfigError('auth.token.rootCertBundle', /block 1: a x25519 key cannot verify token signatures/));
+    const jwks = path.join(dir, 'jwks.json');
+    await writeFile(jwks, '{"not": "jwks"}');
+    await assert.rejects(load({ overrides: { auth: { token: { jwks } } } }), isConfigError('auth.token.jwks', /not a JWKS document/));
+  });
+
+  it('refuses a storage root under /proc at once, instead of hanging', { skip: process.platform !== 'linux' ? 'no /proc' : false }, async () => {
+    const started = Date.now();
+    await assert.rejects(load({ env: { BERTH_STORAGE_ROOT: '/proc/berth-data' } }), isConfigError('storage.root', /cannot create \/proc\/berth-data: \/proc /));
+    await assert.rejects(load({ env: { BERTH_STORAGE_ROOT: '/proc/self' } }), isConfigError('storage.root', /\/proc\/self/));
+    assert.ok(Date.now() - started < 5_000);
+  });
+
+  it('leaves no probe behind in a usable storage root', async () => {
+    const root = await mkdtemp(path.join(dir, 'probe-'));
+    await load({ env: { BERTH_STORAGE_ROOT: root } });
+    assert.deepEqual(await readdir(root), []);
   });
 });

@@ -56,6 +56,7 @@ interface Volume {
   secret?: unknown;
 }
 interface PodSpec {
+  enableServiceLinks?: boolean;
   containers: Container[];
   volumes?: Volume[];
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; fsGroup?: number };
@@ -201,6 +202,7 @@ test('every Deployment: selector matches its pods, non-root, read-only root, no 
     const pod = d.spec.template.spec;
     const name = d.metadata.name;
     assert.ok(matches(d.spec.selector.matchLabels, d.spec.template.metadata.labels), `${name}: selector matches the pod labels`);
+    assert.equal(pod.enableServiceLinks, false, `${name}: enableServiceLinks: false (no BERTH_PORT=tcp://… from the Service berth)`);
     assert.equal(pod.securityContext?.runAsNonRoot, true, `${name}: runAsNonRoot`);
     assert.ok((pod.securityContext?.runAsUser ?? 0) > 0, `${name}: a non-zero uid`);
     for (const c of pod.containers) {
@@ -316,6 +318,40 @@ test('with-redis: the worker runs `berth worker --port N` on the server\'s cache
   assert.equal(cfg.redis.url, workerRedis, 'the variable is the one Berth reads for redis.url');
   const redis = onlyContainer(find<Deployment>(all, 'Deployment', 'berth-redis'));
   assert.deepEqual(redis.args?.slice(-2), ['--maxmemory-policy', 'noeviction'], 'BullMQ needs noeviction');
+});
+
+test('the server and worker environments load with the service-link variables of every Service in deploy/, in case a cluster injects them anyway', async () => {
+  const l = await loadDeploy();
+  const all = l.objects.filter((o) => !l.patchFiles.has(o.source));
+  const services = all.filter((o) => o.kind === 'Service') as Service[];
+  assert.deepEqual(services.map((svc) => svc.metadata.name).sort(), ['berth', 'berth-redis']);
+  // What a kubelet writes for each Service (docs: "Environment variables" under Services).
+  const links: Record<string, string> = {};
+  services.forEach((svc, i) => {
+    const v = svc.metadata.name.toUpperCase().replace(/-/g, '_');
+    const ip = `10.96.0.${10 + i}`;
+    const first = svc.spec.ports[0];
+    assert.ok(first);
+    links[`${v}_SERVICE_HOST`] = ip;
+    links[`${v}_SERVICE_PORT`] = String(first.port);
+    links[`${v}_PORT`] = `tcp://${ip}:${first.port}`;
+    for (const p of svc.spec.ports) {
+      if (p.name !== undefined) links[`${v}_SERVICE_PORT_${p.name.toUpperCase().replace(/-/g, '_')}`] = String(p.port);
+      const base = `${v}_PORT_${p.port}_TCP`;
+      Object.assign(links, { [base]: `tcp://${ip}:${p.port}`, [`${base}_PROTO`]: 'tcp', [`${base}_PORT`]: String(p.port), [`${base}_ADDR`]: ip });
+    }
+  });
+  assert.equal(links['BERTH_PORT'], 'tcp://10.96.0.10:5000', 'the variable that used to stop Berth with exit 78');
+  for (const name of ['berth', 'berth-worker']) {
+    const c = onlyContainer(find<Deployment>(all, 'Deployment', name));
+    const patch = l.objects.find((o) => l.patchFiles.has(o.source) && o.metadata.name === name) as Deployment | undefined;
+    const env: Record<string, string> = { ...links };
+    for (const e of [...(c.env ?? []), ...(patch ? onlyContainer(patch).env ?? [] : [])]) {
+      if (e.value !== undefined && e.name !== 'BERTH_CONFIG') env[e.name] = e.value;
+    }
+    const cfg = parseConfig({ text: serverConfigText(all), fileName: 'berth-config/berth.yaml', env });
+    assert.equal(cfg.http.port, 5000, `${name}: loads`);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
