@@ -49,7 +49,7 @@ export async function startPrewarmWorker(config: BerthConfig, log: Logger, opts:
   }
   const driver = await openStore(config.storage.root);
   const metrics = new Metrics();
-  metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize });
+  metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize, storageRoot: config.storage.root });
   const router = new Router(config.upstreams, config.defaultUpstream);
   const mirror = new MirrorService({ driver, upstreams: config.upstreams, metrics, log });
   const service = createPrewarmService({ config, router, metrics, log, driver, mirror });

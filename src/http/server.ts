@@ -16,6 +16,7 @@ import { OpenAccess, type AccessController } from '../auth/access.js';
 import { buildApp } from './app.js';
 import { stopOnSignals } from '../shutdown.js';
 import { redisCheck, type ReadinessCheck } from './routes/health.js';
+import { logExposure } from './admin-guard.js';
 
 export interface Services {
   config: BerthConfig;
@@ -52,7 +53,7 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
   const driver = new FilesystemDriver(config.storage.root);
   await driver.init();
   const metrics = opts.metrics ?? new Metrics();
-  metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize });
+  metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize, storageRoot: config.storage.root });
   const router = new Router(config.upstreams, config.defaultUpstream);
   const mirror = new MirrorService({ driver, upstreams: config.upstreams, metrics, log, ...(opts.now ? { now: opts.now } : {}) });
   const access: AccessController = config.auth.mode === 'none' || !opts.accessFactory ? new OpenAccess(config.auth.policy) : await opts.accessFactory(config, log);
@@ -94,6 +95,7 @@ export async function serve(services: Services, shutdownGraceMs = 30_000): Promi
   const { app, config, log } = services;
   const address = await app.listen({ host: config.http.host, port: config.http.port });
   log.info({ address, storage: config.storage.root, upstreams: config.upstreams.map((u) => u.name), auth: config.auth.mode }, 'berth is serving');
+  logExposure(log, config);
   stopOnSignals(log, () => services.close(), {
     finishing: 'in-flight requests and fills',
     abandoning: 'work still in flight',

@@ -21,6 +21,7 @@ import type { Routed } from '../../registry/routing.js';
 import { CacheLifecycle, type LifecycleOptions } from '../../storage/lifecycle.js';
 import { filesystemSpace } from '../../storage/space.js';
 import type { BackgroundService } from '../server.js';
+import { withFreeBytes } from '../../metrics/metrics.js';
 
 /** Overrides for the lifecycle's internal tunables (tests; a fake free-space probe). */
 export type LifecycleTunables = Partial<Pick<LifecycleOptions, 'space' | 'flushInterval' | 'orphanGrace' | 'spoolStaleAfter' | 'spaceRecheck' | 'now'>>;
@@ -89,7 +90,7 @@ export async function cacheRoutes(app: FastifyInstance): Promise<void> {
     return app.lifecycle;
   };
 
-  app.get('/cache', async () => lifecycle().stats());
+  app.get('/cache', async () => withFreeBytes(await lifecycle().stats(), app.config.storage.root));
 
   app.post('/cache/gc', async (request) => {
     const raw = (request.query as Record<string, string | undefined> | undefined)?.['dryRun'];
