@@ -8,8 +8,14 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
-import { startDistribution, buildImage, pushImage, fetchManifest, fetchBlob, type Distribution, type BuiltImage } from '../helpers/index.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Client, request } from 'undici';
+import { stringify } from 'yaml';
+import {
+  startDistribution, buildImage, pushImage, fetchManifest, fetchBlob, startProcess, freePort, makeTempDir, removeTempDir,
+  type Distribution, type BuiltImage,
+} from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
 import { connectionCap, fdSoftLimit } from '../../src/http/limits.js';
 
@@ -149,4 +155,44 @@ test('the default cap is derived from the file-descriptor soft limit, leaving a 
   assert.equal(connectionCap(500, 256), 500, 'a configured cap wins');
   const live = fdSoftLimit();
   if (live !== null) assert.ok(connectionCap(null) < live, 'below this process\'s own limit');
+});
+
+test('under a real fd limit (ulimit -n 256) the derived cap keeps descriptors for the process: a cached blob is served through a flood', async () => {
+  const layer = image.layers[0];
+  assert.ok(layer);
+  const dir = await makeTempDir('berth-fdlimit');
+  const port = await freePort();
+  const cfg = { upstreams: [upstreamOverride(upstream.url)], http: { host: '127.0.0.1', port, idleTimeout: '60s', keepAliveTimeout: '60s' }, storage: { root: join(dir, 'data') }, log: { level: 'warn' } };
+  await writeFile(join(dir, 'berth.yaml'), stringify(cfg));
+  const proc = await startProcess('/bin/sh', ['-c', 'ulimit -n 256 && exec "$0" dist/src/cli.js serve', process.execPath], {
+    env: { BERTH_CONFIG: join(dir, 'berth.yaml') },
+    readyUrl: `http://127.0.0.1:${port}/healthz`,
+    readyTimeoutMs: 15_000,
+  });
+  const flood: Stalled[] = [];
+  const client = new Client(`http://127.0.0.1:${port}`, { keepAliveTimeout: 60_000 });
+  try {
+    const url = `http://127.0.0.1:${port}`;
+    assert.equal((await fetchManifest(url, 'library/big', '1')).status, 200);
+    assert.equal((await fetchBlob(url, 'library/big', layer.digest)).status, 200, 'cached once');
+    // An established keep-alive connection, as a CI runner mid-pull holds one.
+    const warm = await client.request({ path: '/v2/', method: 'GET' });
+    await warm.body.dump();
+    for (let i = 0; i < 400; i++) flood.push(await stall(port, PARTIAL_HEADERS));
+    // Every blob read opens a file: without a cap below the limit this is EMFILE.
+    const res = await client.request({ path: `/v2/library/big/blobs/${layer.digest}`, method: 'GET' }).catch((err: unknown) => {
+      throw new Error(`blob read failed: ${String(err)}\n${proc.output().slice(-3000)}`);
+    });
+    const hash = createHash('sha256');
+    for await (const chunk of res.body) hash.update(chunk as Buffer);
+    assert.equal(res.statusCode, 200);
+    assert.equal(`sha256:${hash.digest('hex')}`, layer.digest);
+    assert.match(proc.output(), /connection cap reached/);
+    assert.match(proc.output(), /"maxConnections":128/, 'the cap derived from a soft limit of 256: 256 less a reserve of 128');
+  } finally {
+    for (const f of flood) f.socket.destroy();
+    await client.close();
+    await proc.stop();
+    await removeTempDir(dir);
+  }
 });
