@@ -6,6 +6,8 @@
  *    that carry credentials (presigned-URL signatures, tokens);
  *  - error messages and stacks are scrubbed of `Basic …` / `Bearer …` credentials and of URL
  *    userinfo before they are written.
+ * No line repeats a key (jq, Loki and Elasticsearch keep only the last): a field named like one
+ * pino writes itself (`msg`, `level`, `time`, `pid`, `hostname`, `service`) is renamed `<key>_`.
  */
 import { pino, stdSerializers, type Logger, type DestinationStream } from 'pino';
 
@@ -76,6 +78,16 @@ export function scrubText(text: string): string {
     .replace(/([?&](?:x-amz-signature|x-amz-credential|signature|token|access_token|password)=)[^&\s"']+/gi, `$1${CENSOR}`);
 }
 
+/** Keys pino writes on every line (with `base`); a logged object must not repeat them. */
+const OWN_KEYS = ['msg', 'level', 'time', 'pid', 'hostname', 'service'] as const;
+
+function withoutOwnKeys(obj: Record<string, unknown>): Record<string, unknown> {
+  if (!OWN_KEYS.some((k) => Object.hasOwn(obj, k))) return obj;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) out[(OWN_KEYS as readonly string[]).includes(k) ? `${k}_` : k] = v;
+  return out;
+}
+
 function scrubError(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
   const out = stdSerializers.err(err) as unknown as Record<string, unknown>;
@@ -95,7 +107,12 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     hooks: {
       // The message text itself (the last string argument) is free text too.
       logMethod(this: Logger, args: unknown[], method: (...a: unknown[]) => void) {
-        method.apply(this, args.map((a) => (typeof a === 'string' ? scrubText(a) : a)));
+        method.apply(this, args.map((a, i) => {
+          if (typeof a === 'string') return scrubText(a);
+          // The merging object (first argument), unless it is an Error, which pino serializes as `err`.
+          if (i === 0 && typeof a === 'object' && a !== null && !(a instanceof Error) && !Array.isArray(a)) return withoutOwnKeys(a as Record<string, unknown>);
+          return a;
+        }));
       },
     },
   };

@@ -75,7 +75,7 @@ export async function openDriver(config: BerthConfig, mode: 'own' | 'shared', in
 export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOptions): Promise<Core> {
   const driver = await openDriver(config, opts.store, opts.driver);
   const metrics = opts.metrics ?? new Metrics();
-  metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize });
+  metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize, storageSpace: () => driver.space() });
   const router = new Router(config.upstreams, config.defaultUpstream);
   const now = opts.now ? { now: opts.now } : {};
 

@@ -39,25 +39,32 @@ export interface AccessController {
 }
 
 /**
- * `auth.mode: none`: everyone pulls, as the anonymous subject. Delete needs an `auth.policy` rule
- * for `anonymous`; so does the admin API, except when no rule is configured at all, which keeps
- * the admin API of a fresh, unconfigured install usable.
+ * `auth.mode: none`: everyone pulls, as the anonymous subject. Delete (with storage.deleteEnabled)
+ * is open too until a rule names `delete`; from then on it needs a rule for `anonymous`. Who may
+ * use the admin API is decided by network (http.adminNetworks, src/http/admin-guard.ts); rules
+ * govern it only once one names `admin`, so a delete rule alone does not lock the admin API.
  */
 export class OpenAccess implements AccessController {
   readonly mode = 'none';
   private readonly policy: AccessPolicy;
+  private readonly deleteRuled: boolean;
+  private readonly adminRuled: boolean;
 
   constructor(rules: readonly PolicyRule[] = []) {
     this.policy = new AccessPolicy(rules);
+    const names = (action: string): boolean => rules.some((r) => r.actions.includes(action) || r.actions.includes('*'));
+    this.deleteRuled = names('delete');
+    this.adminRuled = names('admin');
   }
 
   async authorize(_input?: AuthInput, access: AccessItem[] = []): Promise<Grant> {
-    this.policy.enforce(null, access, true);
+    const items = this.deleteRuled ? access : access.map((i) => ({ ...i, actions: i.actions.filter((a) => a !== 'delete') }));
+    this.policy.enforce(null, items, true);
     return { subject: null };
   }
 
   async authorizeAdmin(): Promise<Grant> {
-    if (!this.policy.isEmpty) this.policy.enforceAdmin(null);
+    if (this.adminRuled) this.policy.enforceAdmin(null);
     return { subject: null };
   }
 }

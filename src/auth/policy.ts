@@ -5,8 +5,8 @@
  *
  * - pull: any valid token pulls everything, until a rule names the `pull` action; from then on a
  *   pull needs a rule (`pull` or `*`) matching the subject and repository.
- * - delete, admin: always need a rule. (Exception, for a usable fresh install: `auth.mode: none`
- *   with no rules at all leaves the admin API open; see OpenAccess.)
+ * - delete, admin: always need a rule with a token. (`auth.mode: none` differs: delete is open
+ *   until a rule names it, and the admin API is fenced by http.adminNetworks; see OpenAccess.)
  *
  * Subjects are username globs; the entry `anonymous` names only clients without a token (a
  * Keycloak user called "anonymous" does not match it), and `*` names everyone. Repositories are

@@ -188,6 +188,22 @@ function boolean(defaultValue: boolean | undefined, derive?: (ctx: DeriveContext
   });
 }
 
+/** An integer or null (null: derived at start-up, or "not used"; see the key's documentation). */
+function nullableInteger(min: number, max = Number.MAX_SAFE_INTEGER): LeafNode<number | null> {
+  const expected = `${max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`} or null`;
+  const check = (v: unknown, key: string): number | null => {
+    if (v === null) return null;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw ConfigError.expected(key, expected, v);
+    return v;
+  };
+  return leaf<number | null>({
+    expected,
+    defaultValue: null,
+    fromValue: check,
+    fromText: (t, key) => (t.trim() === '' ? null : check(/^-?\d+$/.test(t.trim()) ? Number(t.trim()) : t, key)),
+  });
+}
+
 function duration(defaultText: string): LeafNode<number> {
   return leaf<number>({
     expected: DURATION_EXPECTED,
@@ -363,6 +379,15 @@ export const berthSchema = object({
     cors: object({ origins: textList([]) }),
     trustedProxies: textList([]),
     headers: headerMap(),
+    // Who may use /api/v1 when auth.mode is none (src/http/admin-guard.ts).
+    adminNetworks: textList(['127.0.0.0/8', '::1/128']),
+    // Client connections (src/http/limits.ts): a cap (null = derived from the fd soft limit) and
+    // timeouts that cut stalled clients. None bounds a response: slow readers of blobs are fine.
+    maxConnections: nullableInteger(1),
+    headersTimeout: duration('30s'),
+    requestTimeout: duration('10m'),
+    idleTimeout: duration('2m'),
+    keepAliveTimeout: duration('5s'),
   }),
   storage: object({
     driver: oneOf(['filesystem'], 'filesystem'),
@@ -398,8 +423,11 @@ export const berthSchema = object({
     retryDelay: duration('30s'),
     lockDuration: duration('30s'),
     images: list(prewarmImageSchema),
+    // One-off runs (POST /api/v1/prewarm of a ref not in images): a rate and a cap on their records.
+    oneOff: object({ perMinute: integer(10, 0), maxRecords: integer(50, 1) }),
   }),
-  metrics: object({ enabled: boolean(true) }),
+  // networks: who may scrape /metrics (empty: any); port: serve it on its own listener instead.
+  metrics: object({ enabled: boolean(true), networks: textList([]), port: nullableInteger(0, 65535) }),
   log: object({ level: oneOf(LOG_LEVELS, 'info') }),
 });
 

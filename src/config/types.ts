@@ -61,6 +61,15 @@ export interface BerthConfig {
     trustedProxies: string[];
     /** Extra headers added to every response (Distribution's REGISTRY_HTTP_HEADERS_*). */
     headers: Record<string, string>;
+    /** CIDRs allowed to use /api/v1 when auth.mode is none. */
+    adminNetworks: string[];
+    /** Cap on open client connections; null = derived from the file-descriptor soft limit. */
+    maxConnections: number | null;
+    /** Client timeouts (ms): all headers, the whole request (headers + body; 0 = off), socket inactivity, keep-alive between requests. */
+    headersTimeout: number;
+    requestTimeout: number;
+    idleTimeout: number;
+    keepAliveTimeout: number;
   };
   storage: {
     driver: 'filesystem';
@@ -106,7 +115,15 @@ export interface BerthConfig {
     /** How long a worker's claim on a run lasts unrenewed (ms): a crashed worker's run is retried after about this long. */
     lockDuration: number;
     images: PrewarmImageConfig[];
+    /** One-off runs of refs not in `images`: per minute (0 = refused), and how many of their status records are kept. */
+    oneOff: { perMinute: number; maxRecords: number };
   };
-  metrics: { enabled: boolean };
+  metrics: {
+    enabled: boolean;
+    /** CIDRs allowed to scrape /metrics; empty = any. */
+    networks: string[];
+    /** Serve /metrics on this port (on http.host) instead of http.port; null = the main port. */
+    port: number | null;
+  };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
 }

@@ -21,6 +21,9 @@ import { healthRoutes, type ReadinessCheck } from './routes/health.js';
 import { apiRoutes } from './routes/api.js';
 import { manifestDeleter } from './routes/cache.js';
 import { installCors } from './cors.js';
+import { applyServerLimits, serverTimeoutOptions } from './limits.js';
+import { installAdminGuard } from './admin-guard.js';
+import { installMetricsListener } from './metrics-listener.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -68,6 +71,8 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 1024 },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // Timeouts that cut clients stalling while they send (src/http/limits.ts).
+    ...serverTimeoutOptions(s.config.http),
   }) as unknown as FastifyInstance;
 
   app.decorate('config', s.config);
@@ -101,6 +106,11 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
     }
     request.clientIp = ip;
   });
+
+  // The connection cap, the admin API's fence (network, JSON only), /metrics on its own port.
+  applyServerLimits(app.server, s.config.http, { log: s.logger, metrics: s.metrics });
+  installAdminGuard(app, s.config);
+  installMetricsListener(app);
 
   installHooks(app, s.config.http.headers);
   installCors(app, s.config.http.cors.origins);

@@ -75,7 +75,8 @@ function envelope(code: string, message: string, detail?: unknown): string {
 
 function sendError(reply: FastifyReply, err: RegistryError, request: FastifyRequest) {
   if (err.headers) for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
-  if (err.statusCode >= 500) request.log.warn({ code: err.code, msg: err.message }, 'request failed');
+  // `reason`, not `msg`: pino writes the message as `msg` too, and a repeated key loses one of them.
+  if (err.statusCode >= 500) request.log.warn({ code: err.code, reason: err.message }, 'request failed');
   const body = request.method === 'HEAD' ? undefined : envelope(err.code, err.message, err.detail);
   reply.code(err.statusCode).type('application/json');
   return body === undefined ? reply.send() : reply.send(body);

@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/types.js';
 import { stopOnSignals } from '../shutdown.js';
+import { logExposure } from './admin-guard.js';
 
 /** What serve needs of the assembled services. */
 export interface Listenable {
@@ -23,6 +24,7 @@ export async function serve(services: Listenable, shutdownGraceMs = 30_000): Pro
   const { app, config, log } = services;
   const address = await app.listen({ host: config.http.host, port: config.http.port });
   log.info({ address, storage: config.storage.root, upstreams: config.upstreams.map((u) => u.name), auth: config.auth.mode }, 'berth is serving');
+  logExposure(log, config);
   stopOnSignals(log, () => services.close(), {
     finishing: 'in-flight requests and fills',
     abandoning: 'work still in flight',

@@ -17,11 +17,12 @@ export const PREWARM_RESULTS = ['success', 'unchanged', 'failed'] as const;
  * Request durations: a warm manifest answers in a fraction of a millisecond, a cold blob takes
  * seconds to minutes, so the buckets run from 100 µs to 10 min (roughly ×2.5 per step).
  */
+const STORAGE_MAX_BYTES = 'berth_storage_max_bytes';
+
 export const DURATION_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
 ];
 
-const STORAGE_MAX_BYTES = 'berth_storage_max_bytes';
 
 /** The store's size as the component that tracks it (the lifecycle layer) knows it. */
 export interface StorageFigures {
@@ -34,6 +35,20 @@ export interface MetricsSetup {
   upstreams: readonly string[];
   /** storage.maxSize in bytes; null when there is no cap. */
   storageMaxBytes: number | null;
+  /**
+   * The store's own space figures (the driver's `space()`): without a cap, berth_storage_max_bytes
+   * is the size of the volume the blobs live on, measured at each scrape.
+   */
+  storageSpace?: StorageSpace | null;
+}
+
+/** Free and total bytes where the blobs live; null when the store cannot say. */
+export type StorageSpace = () => Promise<{ free: number; total: number } | null>;
+
+/** Cache figures with `freeBytes` filled from the store when the lifecycle layer left it null (GET /api/v1/cache). */
+export async function withFreeBytes<T extends { freeBytes: number | null }>(stats: T, space: StorageSpace): Promise<T> {
+  if (stats.freeBytes !== null) return stats;
+  return { ...stats, freeBytes: (await space().catch(() => null))?.free ?? null };
 }
 
 export class Metrics {
@@ -126,11 +141,42 @@ export class Metrics {
     },
   });
 
-  /** Registered by `prepare` only when there is a cap: an unlabelled gauge always shows a value. */
+  /**
+   * The cap, or (no cap) the size of the store's volume; both set by `prepare`, which
+   * registers the gauge only when one of them is known: a made-up 0 would read as "full".
+   */
+  private storageCap: number | null = null;
+  private storageSpace: StorageSpace | null = null;
+
   readonly storageMaxBytes = new client.Gauge({
     name: STORAGE_MAX_BYTES,
-    help: 'The storage cap (storage.maxSize) in bytes; absent when the cache has no cap.',
+    help: 'The storage cap (storage.maxSize) in bytes, or the size of the storage volume when there is no cap.',
     registers: [],
+    collect: async () => {
+      if (this.storageCap !== null) this.storageMaxBytes.set(this.storageCap);
+      else if (this.storageSpace !== null) {
+        const v = await this.storageSpace().catch(() => null);
+        if (v) this.storageMaxBytes.set(v.total);
+      }
+    },
+  });
+
+  /** Open client connections, read from the server at each scrape (src/http/limits.ts). */
+  private connectionSource: (() => Promise<number>) | null = null;
+
+  readonly connections = new client.Gauge({
+    name: 'berth_http_connections',
+    help: 'Client connections open now.',
+    registers: [this.registry],
+    collect: async () => {
+      if (this.connectionSource) this.connections.set(await this.connectionSource());
+    },
+  });
+
+  readonly connectionsDropped = new client.Counter({
+    name: 'berth_http_connections_dropped_total',
+    help: 'Client connections closed on arrival because http.maxConnections were open.',
+    registers: [this.registry],
   });
 
   readonly evictions = new client.Counter({
@@ -190,7 +236,7 @@ export class Metrics {
   /**
    * Create the series the configuration implies before any traffic: per configured upstream the
    * byte and pull counters at zero and `berth_upstream_up` at 1 (no failure seen yet; the client
-   * sets 0 on a failure), and the storage cap. Rate-limit gauges stay absent until an upstream
+   * sets 0 on a failure), and the storage cap (or volume size). Rate-limit gauges stay absent until an upstream
    * reports a limit: most registries never do, and a made-up number would trip the alerts.
    */
   prepare(setup: MetricsSetup): void {
@@ -199,13 +245,12 @@ export class Metrics {
       this.prewarmPullsSpent.inc({ upstream }, 0);
       this.upstreamUp.set({ upstream }, 1);
     }
-    const capShown = this.registry.getSingleMetric(STORAGE_MAX_BYTES) !== undefined;
-    if (setup.storageMaxBytes !== null) {
-      this.storageMaxBytes.set(setup.storageMaxBytes);
-      if (!capShown) this.registry.registerMetric(this.storageMaxBytes);
-    } else if (capShown) {
-      this.registry.removeSingleMetric(STORAGE_MAX_BYTES);
-    }
+    this.storageCap = setup.storageMaxBytes;
+    this.storageSpace = setup.storageSpace ?? null;
+    const known = this.storageCap !== null || this.storageSpace !== null;
+    const shown = this.registry.getSingleMetric(STORAGE_MAX_BYTES) !== undefined;
+    if (known && !shown) this.registry.registerMetric(this.storageMaxBytes);
+    else if (!known && shown) this.registry.removeSingleMetric(STORAGE_MAX_BYTES);
   }
 
   /**
@@ -215,6 +260,11 @@ export class Metrics {
    */
   reportStorageFrom(source: () => StorageFigures | null): void {
     this.storageSource = source;
+  }
+
+  /** The HTTP server reports its open connections here (src/http/limits.ts). */
+  reportConnectionsFrom(source: () => Promise<number>): void {
+    this.connectionSource = source;
   }
 }
 

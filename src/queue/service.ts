@@ -201,6 +201,22 @@ export class PrewarmService {
   }
 
   /**
+   * Make room for one more one-off status record under `max`: forget the oldest finished one-offs
+   * (configured entries are never touched). False when every kept one-off is still waiting or
+   * running, so the caller refuses the new one rather than grow the records or the queue.
+   */
+  async makeRoomForOneOff(max: number): Promise<boolean> {
+    const configured = new Set(this.entries.map((e) => e.id));
+    const oneOffs = (await this.deps.status.all()).filter((s) => !configured.has(s.id));
+    const excess = oneOffs.length - (max - 1);
+    if (excess <= 0) return true;
+    const finished = oneOffs.filter((s) => s.lastRunAt !== null).sort((a, b) => (a.lastRunAt ?? 0) - (b.lastRunAt ?? 0));
+    if (finished.length < excess) return false;
+    for (const s of finished.slice(0, excess)) await this.deps.status.remove(s.id);
+    return true;
+  }
+
+  /**
    * Run a ref in this process, now, once (`berth prewarm` without Redis). Resolves with the
    * outcome, or the error that ended the run (deferred, permanent or transient).
    */

@@ -9,3 +9,4 @@ export * from './registry.js';
 export * from './redis.js';
 export * from './images.js';
 export * from './fault-proxy.js';
+export * from './json-keys.js';

@@ -268,24 +268,37 @@ test('policy: delete and admin need rules; a subject a rule does not name gets 4
   assert.equal((await call(b, 'GET', '/api/v1/upstreams', { authorization: 'Bearer nonsense' })).status, 401);
 });
 
-test('auth.mode none: pulls open; delete and admin follow the rules once rules exist', async () => {
+test('auth.mode none: pulls open; deleteEnabled alone lets clients delete; a delete rule closes delete but not admin GETs', async () => {
   const fresh = await startBerth({ upstreams: [upstreamOverride(proxy.url)] });
   berths.push(fresh);
-  assert.equal((await call(fresh, 'GET', '/api/v1/upstreams')).status, 200, 'a fresh install keeps its admin API');
+  assert.equal((await call(fresh, 'GET', '/api/v1/upstreams')).status, 200, 'a fresh install keeps its admin API (from loopback)');
   assert.equal((await call(fresh, 'DELETE', `/v2/library/alpine/manifests/${alpine.manifestDigest}`)).status, 405, 'deletion not enabled: 405 for everyone');
   const open = await startBerth({ upstreams: [upstreamOverride(proxy.url)], storage: { deleteEnabled: true } });
   berths.push(open);
-  assert.equal((await call(open, 'DELETE', `/v2/library/alpine/manifests/${alpine.manifestDigest}`)).status, 403, 'enabled, but no rule lets anonymous delete');
+  assert.equal((await call(open, 'GET', '/v2/library/alpine/manifests/3.20')).status, 200);
+  const openDelete = await call(open, 'DELETE', '/v2/library/alpine/manifests/3.20');
+  assert.equal(openDelete.status, 202, `storage.deleteEnabled alone lets clients delete, as the README says: ${openDelete.body}`);
   const ruled = await startBerth({
     upstreams: [upstreamOverride(proxy.url)],
     storage: { deleteEnabled: true },
     auth: { policy: [{ subjects: ['anonymous'], actions: ['delete'] }] },
   });
   berths.push(ruled);
-  assert.equal((await call(ruled, 'GET', '/api/v1/upstreams')).status, 403, 'rules exist, none for admin');
+  assert.equal((await call(ruled, 'GET', '/api/v1/upstreams')).status, 200, 'a delete rule does not lock read-only admin GETs');
   assert.equal((await call(ruled, 'GET', '/v2/library/alpine/manifests/3.20')).status, 200);
   const del = await call(ruled, 'DELETE', '/v2/library/alpine/manifests/3.20');
   assert.equal(del.status, 202, `anonymous may delete by rule: ${del.body}`);
+  const others = await startBerth({
+    upstreams: [upstreamOverride(proxy.url)],
+    storage: { deleteEnabled: true },
+    auth: { policy: [{ subjects: ['ci-*'], actions: ['delete'] }] },
+  });
+  berths.push(others);
+  assert.equal((await call(others, 'GET', '/v2/library/alpine/manifests/3.20')).status, 200);
+  assert.equal((await call(others, 'DELETE', '/v2/library/alpine/manifests/3.20')).status, 403, 'a delete rule that does not name anonymous closes delete');
+  const admins = await startBerth({ upstreams: [upstreamOverride(proxy.url)], auth: { policy: [{ subjects: ['alice'], actions: ['admin'] }] } });
+  berths.push(admins);
+  assert.equal((await call(admins, 'GET', '/api/v1/upstreams')).status, 403, 'an admin rule that does not name anonymous closes the admin API');
 });
 
 test('anonymous pull only from a listed network; X-Forwarded-For believed only from a trusted proxy', async () => {

@@ -116,7 +116,8 @@ export async function pushPullable(registryUrl: string, repo: string, tag: strin
 }
 
 export async function getJson(url: string, method: 'GET' | 'POST' | 'DELETE' = 'GET'): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await request(url, { method });
+  // State-changing admin calls must say JSON (a cross-site form cannot), even without a body.
+  const res = await request(url, { method, ...(method === 'GET' ? {} : { headers: { 'content-type': 'application/json' } }) });
   const text = await res.body.text();
   return { status: res.statusCode, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }

@@ -4,12 +4,13 @@
 // real redis-server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import { createServices, type Services, type ServiceOptions } from '../../src/app/serve.js';
+import { redisCheck } from '../../src/http/routes/health.js';
 import { startRedis, freePort, makeTempDir, removeTempDir, type RedisServer } from '../helpers/index.js';
 
 let redis: RedisServer;
@@ -64,18 +65,50 @@ test('/readyz is 200 and lists config, storage and redis as ok when Redis answer
   for (const name of ['config', 'storage', 'redis']) assert.equal(r.body.checks[name]?.ok, true, name);
 });
 
-test('/readyz is 503 and names redis when Redis cannot be reached', async () => {
+test('/readyz stays 200 with Redis unreachable: serve pulls without it, so Redis shows as degraded', async () => {
   const closed = await freePort();
   const { services: s } = await services({ redis: { url: `redis://127.0.0.1:${closed}` } });
   const started = Date.now();
   const r = await readyz(s);
   assert.ok(Date.now() - started < 3000, 'a dead Redis does not hang the probe');
-  assert.equal(r.status, 503);
-  assert.equal(r.body.status, 'not ready');
-  assert.deepEqual(r.body.failing, ['redis']);
+  assert.equal(r.status, 200, 'a Redis outage must not take every replica out of the load balancer');
+  assert.equal(r.body.status, 'degraded');
+  assert.deepEqual(r.body.failing, []);
+  assert.deepEqual(r.body.degraded, ['redis']);
   assert.equal(r.body.checks['redis']?.ok, false);
+  assert.equal(r.body.checks['redis']?.required, false);
   assert.match(r.body.checks['redis']?.detail ?? '', /redis\.url/);
+  assert.match(r.body.checks['redis']?.detail ?? '', /pulls are still served/);
   assert.equal(r.body.checks['storage']?.ok, true);
+});
+
+test('a Redis check registered as required (as berth worker needs it) still makes /readyz 503', async () => {
+  const closed = await freePort();
+  const { services: s } = await services({}, { readiness: [redisCheck(`redis://127.0.0.1:${closed}`, { required: true })] });
+  const r = await readyz(s);
+  assert.equal(r.status, 503);
+  assert.deepEqual(r.body.failing, ['redis']);
+  assert.doesNotMatch(r.body.checks['redis']?.detail ?? '', /pulls are still served/);
+});
+
+test('the /readyz example in docs/metrics.md has the shape /readyz sends', async () => {
+  const closed = await freePort();
+  const { services: s } = await services({ redis: { url: `redis://127.0.0.1:${closed}` } });
+  const sent = (await readyz(s)).body;
+  const doc = await readFile('docs/metrics.md', 'utf8');
+  const block = /GET \/readyz[\s\S]*?```json\n([\s\S]*?)```/.exec(doc)?.[1];
+  assert.ok(block, 'docs/metrics.md has a JSON example after the /readyz section');
+  const example = JSON.parse(block) as Report;
+  assert.deepEqual(Object.keys(example).sort(), Object.keys(sent).sort());
+  assert.equal(example.status, sent.status);
+  assert.deepEqual(example.failing, sent.failing);
+  assert.deepEqual(example.degraded, sent.degraded);
+  for (const [name, check] of Object.entries(sent.checks)) {
+    assert.deepEqual(Object.keys(example.checks[name] ?? {}).sort(), Object.keys(check).sort(), `checks.${name} keys`);
+    assert.equal(example.checks[name]?.ok, check.ok, `checks.${name}.ok`);
+    assert.equal(example.checks[name]?.required, check.required, `checks.${name}.required`);
+  }
+  assert.match(example.checks['redis']?.detail ?? '', /^redis \(redis\.url\) is not reachable: connect ECONNREFUSED [^;]+; pulls are still served/);
 });
 
 test('/readyz is 503 and names storage while the store cannot take writes, and 200 again after', async () => {

@@ -6,13 +6,14 @@
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
 import { request } from 'undici';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, rateLimitHeaders, refuse,
+  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, rateLimitHeaders, refuse, makeTempDir, removeTempDir,
   requireBinary, type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 
 const REPO_ROOT = new URL('../../../', import.meta.url);
@@ -356,5 +357,19 @@ test('the storage gauges show the figures of the component that tracks the store
   assert.equal(sum(second, 'berth_storage_bytes'), 99);
   assert.equal(sum(second, 'berth_storage_blobs'), 1);
   m.prepare({ upstreams: [], storageMaxBytes: null });
-  assert.ok(!parseExposition(await m.registry.metrics()).types.has('berth_storage_max_bytes'), 'no cap, no cap series (a 0 would read as full)');
+  assert.ok(!parseExposition(await m.registry.metrics()).types.has('berth_storage_max_bytes'), 'no cap and no volume to measure: no series (a 0 would read as full)');
+});
+
+test('berth_storage_max_bytes is exported without a cap too: the size of the volume under storage.root (the filesystem driver\'s space())', async () => {
+  const m = new Metrics({ defaults: false });
+  const root = await makeTempDir('berth-volume');
+  try {
+    m.prepare({ upstreams: [], storageMaxBytes: null, storageSpace: () => new FilesystemDriver(root).space() });
+    const s = await statfs(root);
+    assert.equal(sum(parseExposition(await m.registry.metrics()), 'berth_storage_max_bytes'), s.blocks * s.bsize);
+    m.prepare({ upstreams: [], storageMaxBytes: 1234, storageSpace: () => new FilesystemDriver(root).space() });
+    assert.equal(sum(parseExposition(await m.registry.metrics()), 'berth_storage_max_bytes'), 1234, 'a cap wins over the volume');
+  } finally {
+    await removeTempDir(root);
+  }
 });

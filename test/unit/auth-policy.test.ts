@@ -90,15 +90,19 @@ test('the 403 names who may not do what, and on which repository', () => {
   }
 });
 
-test('auth.mode none: everyone pulls; delete needs an anonymous rule; admin is open only while no rule exists', async () => {
+test('auth.mode none: everyone pulls; delete is open until a rule names it; admin rules apply only once one names admin', async () => {
   const none = new OpenAccess();
   const input = { authorization: undefined, ip: '192.0.2.1' };
   assert.equal(await statusAsync(none.authorize(input, [item('library/alpine', ['pull'])])), 200);
-  assert.equal(await statusAsync(none.authorize(input, [item('library/alpine', ['delete'])])), 403);
-  assert.equal(await statusAsync(none.authorizeAdmin()), 200, 'a fresh install keeps its admin API');
+  assert.equal(await statusAsync(none.authorize(input, [item('library/alpine', ['delete'])])), 200, 'storage.deleteEnabled alone lets clients delete');
+  assert.equal(await statusAsync(none.authorizeAdmin()), 200, 'a fresh install keeps its admin API (fenced by network in http/)');
+
+  const deleteRule = new OpenAccess([rule(['alice'], ['delete'])]);
+  assert.equal(await statusAsync(deleteRule.authorize(input, [item('library/alpine', ['delete'])])), 403, 'a delete rule that does not name anonymous closes delete');
+  assert.equal(await statusAsync(deleteRule.authorizeAdmin()), 200, 'a delete rule does not lock the admin API');
 
   const someRule = new OpenAccess([rule(['alice'], ['admin'])]);
-  assert.equal(await statusAsync(someRule.authorizeAdmin()), 403, 'any configured rule makes admin explicit');
+  assert.equal(await statusAsync(someRule.authorizeAdmin()), 403, 'an admin rule makes admin explicit');
   const anonAdmin = new OpenAccess([rule(['anonymous'], ['admin', 'delete'])]);
   assert.equal(await statusAsync(anonAdmin.authorizeAdmin()), 200);
   assert.equal(await statusAsync(anonAdmin.authorize(input, [item('library/alpine', ['delete'])])), 200);

@@ -66,6 +66,12 @@ describe('defaults', () => {
       cors: { origins: [] },
       trustedProxies: [],
       headers: {},
+      adminNetworks: ['127.0.0.0/8', '::1/128'],
+      maxConnections: null,
+      headersTimeout: 30_000,
+      requestTimeout: 600_000,
+      idleTimeout: 120_000,
+      keepAliveTimeout: 5_000,
     });
     assert.deepEqual(cfg.storage, {
       driver: 'filesystem',
@@ -105,8 +111,9 @@ describe('defaults', () => {
     assert.deepEqual(cfg.redis, { url: null, prefix: 'berth' });
     assert.deepEqual(cfg.prewarm, {
       schedule: '0 */6 * * *', reservePulls: 10, concurrency: 2, attempts: 5, retryDelay: 30_000, lockDuration: 30_000, images: [],
+      oneOff: { perMinute: 10, maxRecords: 50 },
     });
-    assert.deepEqual(cfg.metrics, { enabled: true });
+    assert.deepEqual(cfg.metrics, { enabled: true, networks: [], port: null });
     assert.deepEqual(cfg.log, { level: 'info' });
 
     const loaded = await load();
@@ -230,7 +237,7 @@ describe('unknown keys and wrong types', () => {
       () => parseConfig({ text: 'http:\n  prot: 5001\n', fileName: 'berth.yaml' }),
       isConfigError(
         'http.prot',
-        'config: http.prot: unknown key (known: host, port, publicUrl, cors, trustedProxies, headers); did you mean "port"? (at berth.yaml:2:3)',
+        'config: http.prot: unknown key (known: host, port, publicUrl, cors, trustedProxies, headers, adminNetworks, maxConnections, headersTimeout, requestTimeout, idleTimeout, keepAliveTimeout); did you mean "port"? (at berth.yaml:2:3)',
       ),
     );
   });

@@ -168,3 +168,19 @@ test('requests with Authorization and upstream calls with configured credentials
     assert.equal(hit, undefined, `"${secret}" appears in the log: ${hit}`);
   }
 });
+
+test('a logged field named like one pino writes itself is renamed, so no line repeats a key', async () => {
+  const { log, text } = capture();
+  log.warn({ code: 'UNAVAILABLE', msg: 'upstream down', level: 'x', service: 'y' }, 'request failed');
+  log.info({ plain: 1 }, 'untouched');
+  const lines = text().trim().split('\n');
+  const first = lines[0] ?? '';
+  assert.equal((first.match(/"msg":/g) ?? []).length, 1, first);
+  const parsed = JSON.parse(first) as Record<string, unknown>;
+  assert.equal(parsed['msg'], 'request failed');
+  assert.equal(parsed['msg_'], 'upstream down');
+  assert.equal(parsed['level_'], 'x');
+  assert.equal(parsed['service'], 'berth');
+  assert.equal(parsed['service_'], 'y');
+  assert.equal((JSON.parse(lines[1] ?? '{}') as Record<string, unknown>)['plain'], 1);
+});

@@ -18,6 +18,7 @@ import { registryError } from '../../errors.js';
 import { checkDigest, isValidTag, looksLikeDigest } from '../../oci/reference.js';
 import type { Routed } from '../../registry/routing.js';
 import type { CacheLifecycle } from '../../storage/lifecycle.js';
+import { withFreeBytes } from '../../metrics/metrics.js';
 
 /** The handler v2.ts calls for DELETE /v2/<name>/manifests/<ref> when storage.deleteEnabled. */
 export function manifestDeleter(lc: CacheLifecycle): (routed: Routed, reference: string, reply: FastifyReply) => Promise<unknown> {
@@ -47,7 +48,7 @@ export async function cacheRoutes(app: FastifyInstance): Promise<void> {
     return app.lifecycle;
   };
 
-  app.get('/cache', async () => lifecycle().stats());
+  app.get('/cache', async () => withFreeBytes(await lifecycle().stats(), () => app.driver.space()));
 
   app.post('/cache/gc', async (request) => {
     const raw = (request.query as Record<string, string | undefined> | undefined)?.['dryRun'];

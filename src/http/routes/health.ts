@@ -4,11 +4,16 @@
  *  - /readyz: storage takes writes, the config loaded, and every registered check (Redis when
  *    configured, disk-full from the lifecycle layer…) passes. 200 when ready, 503 when not; the
  *    JSON body names every check and lists what is not ready (`failing`) and what is degraded but
- *    still serving (`degraded`: a check registered with `required: false`).
- *  - /metrics: the one Registry, in Prometheus text format.
+ *    still serving (`degraded`: a check registered with `required: false`). Readiness follows what
+ *    serving pulls needs: Redis is a degraded check for `serve` (pulls go on without it; it is
+ *    required by `berth worker`, whose own /readyz says so).
+ *  - /metrics: the one Registry, in Prometheus text format; limited to `metrics.networks` when
+ *    set, or served only on its own listener (`metrics.port`, see metrics-listener.ts).
  */
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
+import { registryError } from '../../errors.js';
+import { compileNetworks } from '../networks.js';
 
 export interface CheckResult {
   ok: boolean;
@@ -81,11 +86,16 @@ export async function readiness(app: FastifyInstance): Promise<ReadinessReport> 
 /**
  * Redis answers PING. A short-lived connection per check: no connection to keep or close, and
  * a Redis that went away and came back is seen at once. Used when `redis.url` is set and no
- * other component registered a `redis` check.
+ * other component registered a `redis` check. Not required by default: `serve` pulls without
+ * Redis (the pre-warm queue and shared coordination wait for it), so a Redis outage must not take
+ * every replica out of the load balancer at once.
  */
-export function redisCheck(url: string): ReadinessCheck {
+export function redisCheck(url: string, opts: { required?: boolean } = {}): ReadinessCheck {
+  const required = opts.required ?? false;
+  const consequence = required ? '' : '; pulls are still served, pre-warm and shared coordination wait for it';
   return {
     name: 'redis',
+    required,
     async check() {
       const client = new Redis(url, {
         lazyConnect: true,
@@ -101,7 +111,7 @@ export function redisCheck(url: string): ReadinessCheck {
         const pong = await client.ping();
         return pong === 'PONG' ? { ok: true } : { ok: false, detail: `redis answered PING with ${pong}` };
       } catch (err) {
-        return { ok: false, detail: `redis (redis.url) is not reachable: ${err instanceof Error ? err.message : String(err)}` };
+        return { ok: false, detail: `redis (redis.url) is not reachable: ${err instanceof Error ? err.message : String(err)}${consequence}` };
       } finally {
         client.disconnect();
       }
@@ -119,9 +129,17 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
     const report = await readiness(app);
     return reply.code(report.status === 'not ready' ? 503 : 200).send(report);
   });
+  const { metrics } = app.config;
+  const scrapers = compileNetworks(metrics.networks, 'metrics.networks');
   app.get('/metrics', async (request, reply) => {
     request.routeLabel = 'metrics';
-    if (!app.config.metrics.enabled) return reply.code(404).send({ errors: [{ code: 'NAME_UNKNOWN', message: 'metrics are disabled (metrics.enabled)' }] });
+    if (!metrics.enabled) return reply.code(404).send({ errors: [{ code: 'NAME_UNKNOWN', message: 'metrics are disabled (metrics.enabled)' }] });
+    if (metrics.port !== null) {
+      return reply.code(404).send({ errors: [{ code: 'NAME_UNKNOWN', message: `metrics are served on their own port (metrics.port ${metrics.port})` }] });
+    }
+    if (metrics.networks.length > 0 && !scrapers.has(request.clientIp)) {
+      throw registryError('DENIED', `/metrics answers only clients in metrics.networks; ${request.clientIp || 'this client'} is not one`);
+    }
     return reply.type(app.metrics.registry.contentType).send(await app.metrics.registry.metrics());
   });
 }

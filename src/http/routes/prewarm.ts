@@ -10,6 +10,10 @@
  *                                      serves runs once as a one-off: cached, not pinned, not
  *                                      scheduled. `queued: false` means a run was already waiting
  *                                      or running and this request joined it.
+ *
+ * One-offs are bounded (prewarm.oneOff): at most `perMinute` a minute per process (each may cost
+ * an upstream HEAD; beyond it 429 TOOMANYREQUESTS with Retry-After), and at most `maxRecords`
+ * status records (the oldest finished one-offs are forgotten; 429 while all of them still wait).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { registryError } from '../../errors.js';
@@ -37,7 +41,36 @@ function sendUnavailable(reply: FastifyReply, err: QueueUnavailableError): Fasti
   return reply.code(503).type('application/json').send({ errors: [{ code: 'UNAVAILABLE', message: `pre-warm queue unavailable: ${err.message}`, detail: null }] });
 }
 
+/** A token bucket: `perMinute` tokens, refilled continuously; `take` says how long to wait when empty. */
+export class MinuteRate {
+  private tokens: number;
+  private at: number;
+
+  constructor(
+    private readonly perMinute: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.tokens = perMinute;
+    this.at = now();
+  }
+
+  /** 0 when a token was taken; otherwise the seconds until one is available (Infinity when the rate is 0). */
+  take(): number {
+    if (this.perMinute <= 0) return Infinity;
+    const t = this.now();
+    this.tokens = Math.min(this.perMinute, this.tokens + ((t - this.at) * this.perMinute) / 60_000);
+    this.at = t;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil(((1 - this.tokens) * 60) / this.perMinute));
+  }
+}
+
 export async function prewarmRoutes(app: FastifyInstance): Promise<void> {
+  const { perMinute, maxRecords } = app.config.prewarm.oneOff;
+  const oneOffRate = new MinuteRate(perMinute);
   const service = (): PrewarmService => {
     if (!app.prewarm) throw registryError('UNAVAILABLE', 'pre-warm is not running in this process');
     return app.prewarm;
@@ -61,6 +94,16 @@ export async function prewarmRoutes(app: FastifyInstance): Promise<void> {
     if (ref === '') throw registryError('NAME_INVALID', 'send a JSON body like {"ref": "docker.io/library/alpine:3.20"}');
     const s = service();
     try {
+      if (s.find(ref) === null) {
+        const wait = oneOffRate.take();
+        if (wait === Infinity) throw registryError('DENIED', 'one-off pre-warm runs are off (prewarm.oneOff.perMinute is 0); add the image to prewarm.images');
+        if (wait > 0) {
+          throw registryError('TOOMANYREQUESTS', `at most ${perMinute} one-off pre-warm runs a minute (prewarm.oneOff.perMinute)`, { headers: { 'retry-after': String(wait) } });
+        }
+        if (!(await s.makeRoomForOneOff(maxRecords))) {
+          throw registryError('TOOMANYREQUESTS', `${maxRecords} one-off pre-warm runs are still waiting or running (prewarm.oneOff.maxRecords)`, { headers: { 'retry-after': '60' } });
+        }
+      }
       const run = await s.enqueue(ref);
       return reply.code(202).send({
         jobId: run.jobId,
