@@ -18,7 +18,7 @@ import type { CacheKind, CacheResult, Metrics } from '../metrics/metrics.js';
 import type { ByteRange, StorageDriver } from '../storage/driver.js';
 import { isNoSpace } from '../storage/space.js';
 import { verifiedStream } from '../storage/verify-stream.js';
-import { header, MAX_MANIFEST_BYTES, UpstreamClient } from '../upstream/client.js';
+import { header, UpstreamClient } from '../upstream/client.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import { BlobFill } from './blob-fill.js';
 import { MANIFEST_TYPES, UPSTREAM_ACCEPT, isIndexType, negotiate, parseManifest, sniffMediaType } from '../oci/media.js';
@@ -377,34 +377,15 @@ export class MirrorService {
    * verify it, store it, link it to the repository.
    */
   private async fetchManifest(r: Routed, reference: string, expected: string | null): Promise<ManifestResult> {
-    const client = this.client(r.upstream);
-    const res = await client.request({
+    // Read whole under the upstream's body cap and request deadline (upstream/body.ts).
+    const res = await this.client(r.upstream).fetchBuffered({
       method: 'GET',
       path: `/v2/${r.name}/manifests/${reference}`,
       kind: 'manifest',
       repository: r.name,
       headers: { accept: UPSTREAM_ACCEPT },
     });
-    const chunks: Buffer[] = [];
-    let total = 0;
-    try {
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        total += chunk.length;
-        if (total > MAX_MANIFEST_BYTES) {
-          res.body.destroy();
-          throw new UpstreamError(r.upstream.name, 'bad-response', `manifest ${reference} is larger than ${MAX_MANIFEST_BYTES} bytes`);
-        }
-        chunks.push(chunk);
-      }
-    } catch (err) {
-      if (err instanceof UpstreamError) throw err;
-      const code = (err as { code?: unknown }).code;
-      throw new UpstreamError(r.upstream.name, 'unavailable', `manifest ${reference}: body cut: ${(err as Error).message}`, {
-        ...(typeof code === 'string' ? { causeCode: code } : {}),
-      });
-    }
-    this.metrics.upstreamBytes.inc({ upstream: r.upstream.name }, total);
-    const bytes = Buffer.concat(chunks, total);
+    const bytes = res.bytes;
     const announced = header(res.headers, 'docker-content-digest');
     const want = expected ?? (announced && checkDigest(announced).ok ? announced : null);
     const algorithm = want ? want.slice(0, want.indexOf(':')) : 'sha256';
@@ -689,24 +670,8 @@ export class MirrorService {
   }
 
   private async fetchTags(r: Routed): Promise<string[]> {
-    const client = this.client(r.upstream);
-    const out: string[] = [];
-    let path: string | null = `/v2/${r.name}/tags/list`;
-    for (let page = 0; path && page < 100; page++) {
-      const res = await client.request({ method: 'GET', path, kind: 'tags', repository: r.name });
-      const text = await res.body.text();
-      let doc: { tags?: unknown };
-      try {
-        doc = JSON.parse(text) as { tags?: unknown };
-      } catch {
-        throw new UpstreamError(r.upstream.name, 'bad-response', `tags list of ${r.name} is not JSON`);
-      }
-      if (Array.isArray(doc.tags)) for (const t of doc.tags) if (typeof t === 'string') out.push(t);
-      const link = header(res.headers, 'link');
-      const next = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link)?.[1] : undefined;
-      path = next ? new URL(next, 'http://x').pathname + new URL(next, 'http://x').search : null;
-    }
-    return out;
+    // Paginated, capped and under the request deadline: upstream/tags.ts.
+    return this.client(r.upstream).listTags(r.name);
   }
 
   /** Cached repositories, named as a client reaches them through this mirror. */
