@@ -71,6 +71,8 @@ export function deadlineError(upstream: string, what: string, ms: number, retryA
  */
 export async function readCapped(body: Readable, headers: Record<string, HeaderValue>, limits: ReadLimits): Promise<Buffer> {
   const now = limits.now ?? Date.now;
+  // A body destroyed before it is iterated still emits its abort error: give it a listener.
+  body.on('error', () => undefined);
   try {
     checkBodyHeaders(headers, limits);
   } catch (err) {
