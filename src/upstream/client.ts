@@ -132,7 +132,7 @@ export class UpstreamClient {
    * the breaker is open nothing goes out at all.
    */
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const deadline = req.kind === 'blob' ? null : this.startDeadline();
+    const deadline = req.kind === 'blob' ? null : this.startDeadline(`${req.method} ${req.path}`);
     try {
       const res = await this.exchange(req, deadline);
       if (deadline) res.body.once('close', deadline.clear);
@@ -148,8 +148,8 @@ export class UpstreamClient {
    * is kept from a body that breaks either, and the connection under it is closed.
    */
   async fetchBuffered(req: UpstreamRequest): Promise<BufferedResponse> {
-    const deadline = this.startDeadline();
     const what = `${req.method} ${req.path}`;
+    const deadline = this.startDeadline(what);
     try {
       const res = await this.exchange(req, deadline);
       let bytes: Buffer;
@@ -173,10 +173,10 @@ export class UpstreamClient {
     return listTags(this, this.base, repository, this.config.maxTags);
   }
 
-  private startDeadline(): Deadline {
+  private startDeadline(what: string): Deadline {
     const ms = this.config.requestDeadline;
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(deadlineError(this.name, 'upstream exchange', ms, this.retrySeconds())), ms);
+    const timer = setTimeout(() => controller.abort(deadlineError(this.name, what, ms, this.retrySeconds())), ms);
     timer.unref();
     return { at: Date.now() + ms, signal: controller.signal, clear: () => clearTimeout(timer) };
   }
@@ -359,7 +359,7 @@ export class UpstreamClient {
       if (this.config.username) realm.searchParams.set('account', this.config.username);
     }
     // The token exchange has its own deadline too: a realm that drips must not hold a pull.
-    const deadline = this.startDeadline();
+    const deadline = this.startDeadline(`token from ${realm.origin}`);
     const signals = [signal, deadline.signal].filter((s): s is AbortSignal => s !== undefined);
     const what = `token from ${realm.origin}`;
     let status: number;
