@@ -232,6 +232,53 @@ function nullableSize(): LeafNode<number | null> {
   });
 }
 
+function size(defaultText: string): LeafNode<number> {
+  return leaf<number>({
+    expected: SIZE_EXPECTED,
+    defaultValue: parseSize(defaultText, 'schema'),
+    fromValue: (v, key) => {
+      if (typeof v !== 'string' && typeof v !== 'number') throw ConfigError.expected(key, SIZE_EXPECTED, v);
+      return parseSize(v, key);
+    },
+    fromText: (t, key) => parseSize(t, key),
+    toYaml: formatSize,
+  });
+}
+
+/**
+ * Token realms an upstream's credentials may be sent to, besides its own origin: `host`,
+ * `host:port` (the upstream's scheme) or an `https://host[:port]` origin. Checked here so
+ * `config check` refuses what the upstream client could not use.
+ */
+function realmHostList(derive: (ctx: DeriveContext) => string[]): LeafNode<string[]> {
+  const base = textList(undefined);
+  const check = (list: string[], key: string): string[] => {
+    list.forEach((entry, i) => {
+      const url = URL.canParse(entry) && /^[a-z]+:\/\//i.test(entry) ? new URL(entry) : URL.canParse(`https://${entry}`) ? new URL(`https://${entry}`) : null;
+      const bare = url !== null && (url.pathname === '/' || url.pathname === '') && url.search === '' && url.username === '';
+      if (url === null || !bare || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.hostname === '') {
+        throw ConfigError.expected(`${key}[${i}]`, 'a host, host:port or an http(s) origin such as "auth.docker.io"', entry);
+      }
+    });
+    return list;
+  };
+  return leaf<string[]>({
+    expected: base.expected,
+    derive,
+    fromValue: (v, key) => check(base.fromValue(v, key), key),
+    fromText: (t, key) => check(base.fromText(t, key), key),
+  });
+}
+
+/** Docker Hub's registry hosts, whose token realm (auth.docker.io) is another host. */
+const DOCKER_HUB_HOSTS = ['registry-1.docker.io', 'index.docker.io', 'docker.io', 'registry.docker.io'];
+
+function dockerHubRealms({ siblings }: DeriveContext): string[] {
+  const url = siblings['url'];
+  const host = typeof url === 'string' && URL.canParse(url) ? new URL(url).hostname : '';
+  return DOCKER_HUB_HOSTS.includes(host) ? ['auth.docker.io'] : [];
+}
+
 function oneOf<const V extends readonly string[]>(values: V, defaultValue: V[number]): LeafNode<V[number]> {
   const expected = `one of ${values.join(', ')}`;
   const check = (v: unknown, key: string): V[number] => {
@@ -341,6 +388,15 @@ export const upstreamSchema = object(
     bodyTimeout: duration('60s'),
     // Only Docker Hub files one-component names under `library/`; other registries do not.
     libraryPrefix: boolean(undefined, ({ siblings }) => siblings['name'] === 'docker.io'),
+    // Credentials go to the upstream's own origin and to these token realms only (Docker Hub:
+    // auth.docker.io). Any other realm gets an anonymous token request.
+    realmHosts: realmHostList(dockerHubRealms),
+    // Caps on what an upstream may make this process buffer or wait for (a hostile or broken
+    // upstream must not grow memory or hold requests forever).
+    maxBodySize: size('4MiB'),
+    maxTokenSize: size('64KiB'),
+    maxTags: integer(100_000, 1),
+    requestDeadline: duration('60s'),
   },
   { identity: 'name' },
 );

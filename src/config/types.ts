@@ -30,6 +30,16 @@ export interface UpstreamConfig {
   bodyTimeout: number;
   /** Add `library/` to one-component names (Docker Hub's official images). Default: true for docker.io. */
   libraryPrefix: boolean;
+  /** Origins (besides the upstream's own) whose token realm may receive the credentials. */
+  realmHosts: string[];
+  /** Cap on one buffered body: a manifest, a tag-list page (bytes). */
+  maxBodySize: number;
+  /** Cap on a token response, and so on a token (bytes). */
+  maxTokenSize: number;
+  /** Cap on the tags read for one repository, over all pages. */
+  maxTags: number;
+  /** Total time for a manifest, tag-list or token exchange, headers and body (ms). */
+  requestDeadline: number;
 }
 
 export interface PrewarmImageConfig {

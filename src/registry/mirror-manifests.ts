@@ -18,7 +18,7 @@ import { registryError } from '../errors.js';
 import type { CacheResult } from '../metrics/metrics.js';
 import { MANIFEST_TYPES, UPSTREAM_ACCEPT, negotiate, parseManifest, sniffMediaType } from '../oci/media.js';
 import { parseDigest, type Digest } from '../oci/reference.js';
-import { header, MAX_MANIFEST_BYTES } from '../upstream/client.js';
+import { header } from '../upstream/client.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import type { TagOutcome } from './fills.js';
 import type { TagRecord } from '../storage/records.js';
@@ -273,33 +273,15 @@ export class MirrorManifests {
    */
   private async fetchManifest(r: Routed, reference: string, expected: Digest | null): Promise<ManifestResult> {
     const { ctx } = this;
-    const res = await ctx.upstreams.client(r.upstream).request({
+    // Read whole under the upstream's body cap and request deadline (upstream/body.ts).
+    const res = await ctx.upstreams.client(r.upstream).fetchBuffered({
       method: 'GET',
       path: `/v2/${r.name}/manifests/${reference}`,
       kind: 'manifest',
       repository: r.name,
       headers: { accept: UPSTREAM_ACCEPT },
     });
-    const chunks: Buffer[] = [];
-    let total = 0;
-    try {
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        total += chunk.length;
-        if (total > MAX_MANIFEST_BYTES) {
-          res.body.destroy();
-          throw new UpstreamError(r.upstream.name, 'bad-response', `manifest ${reference} is larger than ${MAX_MANIFEST_BYTES} bytes`);
-        }
-        chunks.push(chunk);
-      }
-    } catch (err) {
-      if (err instanceof UpstreamError) throw err;
-      const code = (err as { code?: unknown }).code;
-      throw new UpstreamError(r.upstream.name, 'unavailable', `manifest ${reference}: body cut: ${(err as Error).message}`, {
-        ...(typeof code === 'string' ? { causeCode: code } : {}),
-      });
-    }
-    ctx.metrics.upstreamBytes.inc({ upstream: r.upstream.name }, total);
-    const bytes = Buffer.concat(chunks, total);
+    const bytes = res.bytes;
     const announced = header(res.headers, 'docker-content-digest');
     const want = expected ?? (announced !== undefined ? parseDigest(announced) : null);
     const algorithm = want ? want.slice(0, want.indexOf(':')) : 'sha256';

@@ -5,13 +5,9 @@
  *
  * Imports: upstream/, registry records. Never Fastify.
  */
-import { header } from '../upstream/client.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import type { MirrorContext } from './mirror-context.js';
 import type { Routed } from './routing.js';
-
-/** Most upstream tag-list pages followed for one request. */
-const MAX_TAG_PAGES = 100;
 
 export class MirrorTags {
   constructor(private readonly ctx: MirrorContext) {}
@@ -31,24 +27,8 @@ export class MirrorTags {
   }
 
   private async fetchTags(r: Routed): Promise<string[]> {
-    const client = this.ctx.upstreams.client(r.upstream);
-    const out: string[] = [];
-    let path: string | null = `/v2/${r.name}/tags/list`;
-    for (let page = 0; path && page < MAX_TAG_PAGES; page++) {
-      const res = await client.request({ method: 'GET', path, kind: 'tags', repository: r.name });
-      const text = await res.body.text();
-      let doc: { tags?: unknown };
-      try {
-        doc = JSON.parse(text) as { tags?: unknown };
-      } catch {
-        throw new UpstreamError(r.upstream.name, 'bad-response', `tags list of ${r.name} is not JSON`);
-      }
-      if (Array.isArray(doc.tags)) for (const t of doc.tags) if (typeof t === 'string') out.push(t);
-      const link = header(res.headers, 'link');
-      const next = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link)?.[1] : undefined;
-      path = next ? new URL(next, 'http://x').pathname + new URL(next, 'http://x').search : null;
-    }
-    return out;
+    // Paginated, capped and under the request deadline: upstream/tags.ts.
+    return this.ctx.upstreams.client(r.upstream).listTags(r.name);
   }
 
   /** Cached repositories, named as a client reaches them through this mirror. */

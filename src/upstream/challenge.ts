@@ -1,7 +1,7 @@
 /**
- * WWW-Authenticate parsing for the token flow, and the rule for where upstream credentials may
- * go: only to a realm on the upstream's own host or its registrable domain (auth.docker.io ↔
- * registry-1.docker.io share docker.io), never to a third party a challenge happens to name.
+ * WWW-Authenticate parsing for the token flow. Where the credentials may then go (only the
+ * upstream's own origin and its configured `realmHosts`) is origin.ts's rule, not a guess from
+ * domain names here.
  */
 export interface Challenge {
   scheme: 'bearer' | 'basic';
@@ -26,15 +26,4 @@ export function parseChallenge(value: string | undefined): Challenge | null {
   const realm = params.get('realm') ?? '';
   if (scheme === 'bearer' && !realm) return null;
   return { scheme, realm, service: params.get('service'), scope: params.get('scope') };
-}
-
-function registrableDomain(host: string): string {
-  // IP addresses and single labels stand for themselves.
-  if (/^[\d.]+$/.test(host) || host.includes(':') || !host.includes('.')) return host;
-  return host.split('.').slice(-2).join('.');
-}
-
-export function credentialsAllowed(upstream: URL, realm: URL): boolean {
-  if (realm.hostname === upstream.hostname) return true;
-  return registrableDomain(realm.hostname) === registrableDomain(upstream.hostname);
 }

@@ -1,9 +1,15 @@
 /**
  * One client per upstream registry: an undici Agent (connection cap and timeouts from config),
- * the Docker token-auth challenge flow with tokens cached per scope, redirects followed by hand
- * so `Authorization` never crosses to another host, rate-limit headers recorded from every
- * answer, and a breaker that keeps a dead upstream off the request path.
+ * the Docker token-auth challenge flow with tokens cached per scope (tokens.ts), redirects
+ * followed by hand under the origin rules (origin.ts: credentials only to their origin, no hop to
+ * an internal address), rate-limit headers recorded from every answer, a breaker that keeps a
+ * dead upstream off the request path, and caps and deadlines on everything buffered (body.ts).
  * What lives here: transport and auth. What does not: caching policy (src/registry/).
+ *
+ * The folder: client.ts (this), challenge.ts (WWW-Authenticate), tokens.ts, origin.ts, body.ts,
+ * tags.ts (paginated tag lists), errors.ts (the one classification of failures), breaker.ts,
+ * ratelimit.ts. Imports config/ types, metrics/ and errors.ts; nothing from registry/, storage/
+ * or http/.
  */
 import type { LookupFunction } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
@@ -13,7 +19,11 @@ import type { Metrics } from '../metrics/metrics.js';
 import { Breaker } from './breaker.js';
 import { RateLimitState } from './ratelimit.js';
 import { UpstreamError, fromNetworkError, fromStatus, parseRetryAfter } from './errors.js';
-import { parseChallenge, credentialsAllowed, type Challenge } from './challenge.js';
+import { parseChallenge, type Challenge } from './challenge.js';
+import { OriginPolicy } from './origin.js';
+import { TokenCache, parseTokenResponse } from './tokens.js';
+import { deadlineError, discard, readCapped } from './body.js';
+import { listTags } from './tags.js';
 
 export type RequestKind = 'manifest' | 'blob' | 'tags' | 'token';
 export type Headers = Record<string, string | string[] | undefined>;
@@ -36,14 +46,16 @@ export interface UpstreamResponse {
   body: Dispatcher.ResponseData['body'];
 }
 
-/** Manifests are small; anything larger than this is refused rather than buffered. */
+/** A whole answer read under the upstream's caps (manifests, tag-list pages). */
+export interface BufferedResponse {
+  status: number;
+  headers: Headers;
+  bytes: Buffer;
+}
+
+/** The default of `maxBodySize`, for callers that hold no upstream config. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_REDIRECTS = 5;
-
-interface CachedToken {
-  token: string;
-  expiresAt: number;
-}
 
 export function header(h: Headers, name: string): string | undefined {
   const v = h[name];
@@ -61,14 +73,21 @@ export interface UpstreamClientDeps {
   lookup?: LookupFunction;
 }
 
+/** A running deadline over one exchange: aborts it when it passes. Real time, never the injected clock. */
+interface Deadline {
+  at: number;
+  signal: AbortSignal;
+  clear(): void;
+}
+
 export class UpstreamClient {
   readonly name: string;
   readonly rateLimit: RateLimitState;
   readonly breaker: Breaker;
   private readonly base: URL;
   private readonly agent: Agent;
-  private readonly tokens = new Map<string, CachedToken>();
-  private readonly tokenFetches = new Map<string, Promise<string | null>>();
+  private readonly origins: OriginPolicy;
+  private readonly tokens: TokenCache;
   private challenge: Challenge | null = null;
   private readonly now: () => number;
 
@@ -81,10 +100,12 @@ export class UpstreamClient {
     this.now = deps.now ?? Date.now;
     this.rateLimit = new RateLimitState(this.now);
     this.breaker = new Breaker(config.maxFails, config.failTimeout, this.now);
+    this.origins = new OriginPolicy(this.base, config.realmHosts);
+    this.tokens = new TokenCache(this.name, this.now);
     // `connections` caps the sockets of each origin this upstream uses (registry, CDN, token realm).
     this.agent = new Agent({
       connections: config.maxConnections,
-      connect: { timeout: config.connectTimeout, ...(deps.lookup ? { lookup: deps.lookup } : {}) },
+      connect: { timeout: config.connectTimeout, lookup: this.origins.guardLookup(deps.lookup) },
       headersTimeout: config.headersTimeout,
       bodyTimeout: config.bodyTimeout,
       keepAliveTimeout: 30_000,
@@ -95,15 +116,77 @@ export class UpstreamClient {
     await this.agent.close();
   }
 
+  /** Scopes with a cached token (bounded). */
+  get cachedTokens(): number {
+    return this.tokens.size;
+  }
+
   /**
    * Send a request, authenticating and following redirects as needed. Resolves only with a 2xx
    * response (whose body the caller must consume or destroy); every failure is an UpstreamError.
+   * Manifest and tag-list exchanges run under `requestDeadline` (headers and body together); a
+   * blob's body is the fill's to police.
    *
    * Two gates come first and cost the upstream nothing: while the pull budget is spent no
    * manifest GET goes out (HEADs still do: they are free and keep the numbers fresh), and while
    * the breaker is open nothing goes out at all.
    */
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const deadline = req.kind === 'blob' ? null : this.startDeadline(`${req.method} ${req.path}`);
+    try {
+      const res = await this.exchange(req, deadline);
+      if (deadline) res.body.once('close', deadline.clear);
+      return res;
+    } catch (err) {
+      deadline?.clear();
+      throw err;
+    }
+  }
+
+  /**
+   * A request whose whole body is read here under `maxBodySize` and `requestDeadline`: nothing
+   * is kept from a body that breaks either, and the connection under it is closed.
+   */
+  async fetchBuffered(req: UpstreamRequest): Promise<BufferedResponse> {
+    const what = `${req.method} ${req.path}`;
+    const deadline = this.startDeadline(what);
+    try {
+      const res = await this.exchange(req, deadline);
+      let bytes: Buffer;
+      try {
+        bytes = await readCapped(res.body, res.headers, {
+          upstream: this.name, what, maxBytes: this.config.maxBodySize, deadlineAt: deadline.at, retryAfter: this.retrySeconds(),
+        });
+      } catch (err) {
+        if (err instanceof UpstreamError) this.settle(err.isOutage);
+        throw err;
+      }
+      this.deps.metrics.upstreamBytes.inc({ upstream: this.name }, bytes.length);
+      return { status: res.status, headers: res.headers, bytes };
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  /** Every tag of a repository, page by page, under `maxTags` in all. */
+  listTags(repository: string): Promise<string[]> {
+    return listTags(this, this.base, repository, this.config.maxTags);
+  }
+
+  private startDeadline(what: string): Deadline {
+    const ms = this.config.requestDeadline;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(deadlineError(this.name, what, ms, this.retrySeconds())), ms);
+    timer.unref();
+    return { at: Date.now() + ms, signal: controller.signal, clear: () => clearTimeout(timer) };
+  }
+
+  /** What a client is told to wait after a deadline: as long as an opened breaker would hold. */
+  private retrySeconds(): number {
+    return Math.max(1, Math.ceil(this.config.failTimeout / 1000));
+  }
+
+  private async exchange(req: UpstreamRequest, deadline: Deadline | null): Promise<UpstreamResponse> {
     const what = `${req.method} ${req.path}`;
     if (req.kind === 'manifest' && req.method === 'GET') this.checkPullBudget(what);
     if (!this.breaker.allow()) {
@@ -113,18 +196,21 @@ export class UpstreamClient {
         retryAfter: this.breaker.retryIn(),
       });
     }
+    const signals = [req.signal, deadline?.signal].filter((s): s is AbortSignal => s !== undefined);
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     let res: UpstreamResponse;
     try {
-      res = await this.sendAuthenticated(req);
+      res = await this.sendAuthenticated(req, signal);
     } catch (err) {
-      if (!(err instanceof UpstreamError)) {
-        const code = (err as { code?: unknown } | undefined)?.code;
+      const reason = deadline?.signal.aborted ? (deadline.signal.reason as unknown) : err;
+      if (!(reason instanceof UpstreamError)) {
+        const code = (reason as { code?: unknown } | undefined)?.code;
         this.deps.metrics.upstreamRequests.inc({
           upstream: this.name, method: req.method, kind: req.kind, status: typeof code === 'string' ? code : 'error',
         });
       }
       // Socket, DNS and timeout errors, and a token endpoint that is down, are outages.
-      const e = fromNetworkError(this.name, err, what);
+      const e = fromNetworkError(this.name, reason, what);
       this.settle(e.isOutage);
       throw e;
     }
@@ -133,7 +219,7 @@ export class UpstreamClient {
       return res;
     }
     const retryAfter = parseRetryAfter(header(res.headers, 'retry-after'));
-    await res.body.dump().catch(() => undefined);
+    await discard(res.body);
     if (res.status === 429) {
       this.rateLimit.markExhausted(retryAfter);
       this.publishRateLimit();
@@ -176,30 +262,38 @@ export class UpstreamClient {
     return `repository:${req.repository}:pull`;
   }
 
-  private async sendAuthenticated(req: UpstreamRequest): Promise<UpstreamResponse> {
+  private async sendAuthenticated(req: UpstreamRequest, signal: AbortSignal | undefined): Promise<UpstreamResponse> {
     const scope = this.scopeFor(req);
-    let token = this.cachedToken(scope);
-    if (!token && this.challenge) token = await this.fetchToken(this.challenge, scope);
-    let res = await this.send(req, token);
-    if (res.status === 401) {
+    const known = this.challenge;
+    let token = known ? this.tokens.get(known, scope) : null;
+    if (!token && known) token = await this.fetchToken(known, scope, signal);
+    const first = await this.send(req, token, false, signal);
+    let res = first.res;
+    // Only the upstream's own origin may ask for credentials: a 401 from a redirect target (a CDN,
+    // or anywhere a redirect led) is an answer, never a realm to send anything to.
+    if (res.status === 401 && first.from.origin === this.base.origin) {
       const ch = parseChallenge(header(res.headers, 'www-authenticate'));
       if (ch && ch.scheme === 'bearer') {
-        await res.body.dump().catch(() => undefined);
+        await discard(res.body);
         this.challenge = ch;
-        this.tokens.delete(scope);
-        const fresh = await this.fetchToken(ch, ch.scope ?? scope);
-        if (fresh) res = await this.send(req, fresh);
+        this.tokens.forget(ch, scope);
+        // The upstream's own scope when it names one for this repository; ours otherwise.
+        const fresh = await this.fetchToken(ch, ch.scope ?? scope, signal);
+        if (fresh) ({ res } = await this.send(req, fresh, false, signal));
         else throw new UpstreamError(this.name, 'unauthorized', `${this.name} issued no token for ${scope}`, { status: 401 });
       } else if (ch && ch.scheme === 'basic' && this.config.username) {
-        await res.body.dump().catch(() => undefined);
-        res = await this.send(req, null, true);
+        await discard(res.body);
+        ({ res } = await this.send(req, null, true, signal));
       }
     }
     return res;
   }
 
-  /** One request plus its redirects. Authorization goes only to the upstream's own origin. */
-  private async send(req: UpstreamRequest, token: string | null, basic = false): Promise<UpstreamResponse> {
+  /**
+   * One request plus its redirects. Authorization goes only to the upstream's own origin; a
+   * redirect is followed only where origin.ts allows. Returns the answer and the URL it came from.
+   */
+  private async send(req: UpstreamRequest, token: string | null, basic: boolean, signal: AbortSignal | undefined): Promise<{ res: UpstreamResponse; from: URL }> {
     let url = new URL(this.base.pathname.replace(/\/$/, '') + req.path, this.base);
     for (let hop = 0; ; hop++) {
       const sameOrigin = url.origin === this.base.origin;
@@ -211,7 +305,7 @@ export class UpstreamClient {
         path: url.pathname + url.search,
         method: req.method,
         headers,
-        ...(req.signal ? { signal: req.signal } : {}),
+        ...(signal ? { signal } : {}),
       });
       const hdrs = res.headers as Headers;
       this.rateLimit.observe(hdrs);
@@ -219,14 +313,21 @@ export class UpstreamClient {
       this.deps.metrics.upstreamRequests.inc({ upstream: this.name, method: req.method, kind: req.kind, status: String(res.statusCode) });
       const location = header(hdrs, 'location');
       if (res.statusCode >= 300 && res.statusCode < 400 && location) {
-        await res.body.dump().catch(() => undefined);
+        await discard(res.body);
         if (hop >= MAX_REDIRECTS) {
           throw new UpstreamError(this.name, 'bad-response', `${this.name}: too many redirects for ${req.path}`);
         }
-        url = new URL(location, url);
+        const next = URL.canParse(location, url.href) ? new URL(location, url) : null;
+        const refused = next ? this.origins.refusal(next) : 'not a URL';
+        if (next === null || refused !== null) {
+          throw new UpstreamError(this.name, 'bad-response', `${this.name}: redirect for ${req.path} not followed: ${refused ?? ''}`, {
+            causeCode: 'REDIRECT_REFUSED',
+          });
+        }
+        url = next;
         continue;
       }
-      return { status: res.statusCode, headers: hdrs, body: res.body };
+      return { res: { status: res.statusCode, headers: hdrs, body: res.body }, from: url };
     }
   }
 
@@ -235,50 +336,53 @@ export class UpstreamClient {
     return `Basic ${Buffer.from(`${this.config.username}:${this.config.password ?? ''}`).toString('base64')}`;
   }
 
-  private cachedToken(scope: string): string | null {
-    const t = this.tokens.get(scope);
-    if (!t) return null;
-    if (t.expiresAt <= this.now()) {
-      this.tokens.delete(scope);
-      return null;
-    }
-    return t.token;
-  }
-
   /** Fetch (once per scope at a time) a bearer token from the upstream's realm. */
-  private fetchToken(ch: Challenge, scope: string): Promise<string | null> {
-    const key = `${ch.realm}|${ch.service ?? ''}|${scope}`;
-    const running = this.tokenFetches.get(key);
-    if (running) return running;
-    const p = this.doFetchToken(ch, scope).finally(() => this.tokenFetches.delete(key));
-    this.tokenFetches.set(key, p);
-    return p;
+  private fetchToken(ch: Challenge, scope: string, signal: AbortSignal | undefined): Promise<string | null> {
+    return this.tokens.fetch(ch, scope, () => this.doFetchToken(ch, scope, signal));
   }
 
-  private async doFetchToken(ch: Challenge, scope: string): Promise<string | null> {
-    let realm: URL;
-    try {
-      realm = new URL(ch.realm);
-    } catch {
+  private async doFetchToken(ch: Challenge, scope: string, signal: AbortSignal | undefined): Promise<{ token: string; expiresIn: number } | null> {
+    const realm = URL.canParse(ch.realm) ? new URL(ch.realm) : null;
+    if (realm === null) {
       throw new UpstreamError(this.name, 'bad-response', `${this.name}: token realm "${ch.realm}" is not a URL`);
+    }
+    const refused = this.origins.refusal(realm);
+    if (refused !== null) {
+      throw new UpstreamError(this.name, 'bad-response', `${this.name}: token realm ${realm.origin} refused: ${refused}`, { causeCode: 'REALM_REFUSED' });
     }
     if (ch.service) realm.searchParams.set('service', ch.service);
     realm.searchParams.set('scope', scope);
     const headers: Record<string, string> = { 'user-agent': 'berth' };
     const basic = this.basicAuth();
-    if (basic && credentialsAllowed(this.base, realm)) {
+    if (basic && this.origins.credentialsAllowed(realm)) {
       headers.authorization = basic;
       if (this.config.username) realm.searchParams.set('account', this.config.username);
     }
+    // The token exchange has its own deadline too: a realm that drips must not hold a pull.
+    const deadline = this.startDeadline(`token from ${realm.origin}`);
+    const signals = [signal, deadline.signal].filter((s): s is AbortSignal => s !== undefined);
+    const what = `token from ${realm.origin}`;
     let status: number;
     let text: string;
     try {
-      const res = await this.agent.request({ origin: realm.origin, path: realm.pathname + realm.search, method: 'GET', headers });
+      const res = await this.agent.request({
+        origin: realm.origin, path: realm.pathname + realm.search, method: 'GET', headers, signal: AbortSignal.any(signals),
+      });
       status = res.statusCode;
-      text = await res.body.text();
+      if (status < 200 || status >= 300) {
+        await discard(res.body);
+        text = '';
+      } else {
+        text = (await readCapped(res.body, res.headers as Headers, {
+          upstream: this.name, what, maxBytes: this.config.maxTokenSize, deadlineAt: deadline.at, retryAfter: this.retrySeconds(),
+        })).toString('utf8');
+      }
     } catch (err) {
+      const reason: unknown = deadline.signal.aborted ? deadline.signal.reason : err;
       this.deps.metrics.upstreamRequests.inc({ upstream: this.name, method: 'GET', kind: 'token', status: 'error' });
-      throw fromNetworkError(this.name, err, `token from ${realm.origin}`);
+      throw fromNetworkError(this.name, reason, what);
+    } finally {
+      deadline.clear();
     }
     this.deps.metrics.upstreamRequests.inc({ upstream: this.name, method: 'GET', kind: 'token', status: String(status) });
     if (status === 401 || status === 403) {
@@ -290,17 +394,6 @@ export class UpstreamClient {
     if (status < 200 || status >= 300) {
       throw new UpstreamError(this.name, 'unavailable', `${this.name}: token endpoint answered ${status}`, { status });
     }
-    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
-    try {
-      body = JSON.parse(text) as typeof body;
-    } catch {
-      throw new UpstreamError(this.name, 'unavailable', `${this.name}: token endpoint answered something other than JSON`);
-    }
-    const token = typeof body.token === 'string' ? body.token : typeof body.access_token === 'string' ? body.access_token : null;
-    if (!token) return null;
-    // Spec: default 60 s, never less than 60; refresh a little early.
-    const expiresIn = Math.max(60, typeof body.expires_in === 'number' ? body.expires_in : 60);
-    this.tokens.set(scope, { token, expiresAt: this.now() + (expiresIn - 10) * 1000 });
-    return token;
+    return parseTokenResponse(this.name, text, this.config.maxTokenSize);
   }
 }

@@ -4,6 +4,7 @@
  * the cache policy branches on (never on messages), and each kind maps to one OCI error.
  */
 import { registryError, type RegistryError } from '../errors.js';
+import { REFUSED_ADDRESS } from './origin.js';
 
 export type UpstreamFailureKind =
   | 'not-found' // 404: the upstream does not have it
@@ -70,6 +71,9 @@ export function fromNetworkError(upstream: string, err: unknown, what: string): 
   if (err instanceof UpstreamError) return err;
   const code = (err as { code?: string } | undefined)?.code ?? 'UNKNOWN';
   const reason = (err as Error | undefined)?.message ?? String(err);
+  // The origin rules refused a connection (a redirect or realm resolving to an internal address):
+  // the upstream sent us somewhere it must not, which is a bad answer, not an outage.
+  if (code === REFUSED_ADDRESS) return new UpstreamError(upstream, 'bad-response', `${upstream}: ${what} refused: ${reason}`, { causeCode: code });
   return new UpstreamError(upstream, 'unavailable', `${upstream} unreachable for ${what}: ${code} ${reason}`, {
     causeCode: code,
   });

@@ -71,6 +71,7 @@ export type FaultRule = RuleWindow &
         source: string;
       }
     | { action: 'redirectBlobs'; toUrl: string; status: number }
+    | { action: 'drip'; bytes: number; everyMs: number }
   );
 
 export type FaultAction = FaultRule['action'];
@@ -193,6 +194,14 @@ export function cutAfter(bytes: number, on: RuleWindow = {}): FaultRule {
   return { ...on, action: 'cutAfter', bytes };
 }
 
+/**
+ * Send the body `bytes` at a time with `everyMs` between pieces: an upstream that is never idle
+ * long enough to trip a body timeout but never finishes either (headers go out at once).
+ */
+export function drip(bytes: number, everyMs: number, on: RuleWindow = {}): FaultRule {
+  return { ...on, action: 'drip', bytes: Math.max(1, bytes), everyMs };
+}
+
 /** Corrupt (XOR 0xff) the body byte at `offset`; length unchanged. */
 export function flipByte(offset: number, on: RuleWindow = {}): FaultRule {
   return { ...on, action: 'flipByte', offset };
@@ -308,6 +317,7 @@ function cutConnection(res: ServerResponse): void {
 interface BodyMods {
   cut: number | undefined;
   flips: number[];
+  drip?: { bytes: number; everyMs: number };
 }
 
 /** Streams `source` to `res` applying flips and the cut; ends (or destroys, when cut) the response. */
@@ -318,27 +328,33 @@ async function sendBody(
   record: RecordedRequest,
 ): Promise<void> {
   let offset = 0;
-  for await (const raw of source) {
-    let chunk = raw;
-    const hits = mods.flips.filter((f) => f >= offset && f < offset + chunk.length);
-    if (hits.length > 0) {
-      chunk = Buffer.from(chunk);
-      for (const f of hits) chunk[f - offset] = (chunk[f - offset] ?? 0) ^ 0xff;
+  for await (const whole of source) {
+    for (const raw of pieces(whole, mods.drip)) {
+      if (mods.drip !== undefined) {
+        res.flushHeaders();
+        await sleep(mods.drip.everyMs);
+      }
+      let chunk = raw;
+      const hits = mods.flips.filter((f) => f >= offset && f < offset + chunk.length);
+      if (hits.length > 0) {
+        chunk = Buffer.from(chunk);
+        for (const f of hits) chunk[f - offset] = (chunk[f - offset] ?? 0) ^ 0xff;
+      }
+      if (mods.cut !== undefined && offset + chunk.length >= mods.cut) {
+        const part = chunk.subarray(0, mods.cut - offset);
+        res.flushHeaders();
+        if (part.length > 0 && (await writeChunk(res, part))) record.bytesSent += part.length;
+        cutConnection(res);
+        record.done = true;
+        return; // leaving the loop destroys the upstream body
+      }
+      if (!(await writeChunk(res, chunk))) {
+        record.done = true;
+        return;
+      }
+      record.bytesSent += chunk.length;
+      offset += chunk.length;
     }
-    if (mods.cut !== undefined && offset + chunk.length >= mods.cut) {
-      const part = chunk.subarray(0, mods.cut - offset);
-      res.flushHeaders();
-      if (part.length > 0 && (await writeChunk(res, part))) record.bytesSent += part.length;
-      cutConnection(res);
-      record.done = true;
-      return; // leaving the loop destroys the upstream body
-    }
-    if (!(await writeChunk(res, chunk))) {
-      record.done = true;
-      return;
-    }
-    record.bytesSent += chunk.length;
-    offset += chunk.length;
   }
   if (mods.cut !== undefined && mods.cut <= offset) {
     res.flushHeaders();
@@ -348,6 +364,14 @@ async function sendBody(
   }
   await new Promise<void>((resolve) => res.end(resolve));
   record.done = true;
+}
+
+/** A chunk as the drip rule sends it: whole, or cut into `drip.bytes` pieces. */
+function pieces(chunk: Buffer, drip: BodyMods['drip']): Buffer[] {
+  if (drip === undefined) return [chunk];
+  const out: Buffer[] = [];
+  for (let i = 0; i < chunk.length; i += drip.bytes) out.push(chunk.subarray(i, i + drip.bytes));
+  return out;
 }
 
 function headerPairs(raw: readonly string[]): [string, string][] {
@@ -464,6 +488,7 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
       if (r.action === 'latency') delay += r.ms;
       else if (r.action === 'cutAfter') mods.cut = Math.min(mods.cut ?? Infinity, r.bytes);
       else if (r.action === 'flipByte') mods.flips.push(r.offset);
+      else if (r.action === 'drip') mods.drip = { bytes: r.bytes, everyMs: r.everyMs };
       else if (r.action === 'headers') headerSets.push(r.set);
       else if (r.action === 'rateLimitHeaders') {
         const remaining = typeof r.remaining === 'function' ? r.remaining(a.fired) : r.remaining;

@@ -34,7 +34,10 @@ before(async () => {
   await pushImage(upstream.url, 'library/guarded', 'v1', img, { headers: { authorization: `Bearer ${pushToken}` } });
   proxy = await startFaultProxy(upstream.url);
   berth = await startBerth({
-    upstreams: [upstreamOverride(proxy.url, { tagTtl: '60s', username: 'mirror', password: 'mirror-password', maxFails: 1000 })],
+    // The emulator's realm is another origin: credentials go there only because it is listed.
+    upstreams: [upstreamOverride(proxy.url, {
+      tagTtl: '60s', username: 'mirror', password: 'mirror-password', maxFails: 1000, realmHosts: [new URL(kc.tokenUrl).host],
+    })],
   }, { now });
 });
 

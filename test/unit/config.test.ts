@@ -99,6 +99,11 @@ describe('defaults', () => {
         headersTimeout: 30_000,
         bodyTimeout: 60_000,
         libraryPrefix: true,
+        realmHosts: ['auth.docker.io'],
+        maxBodySize: 4 * 1024 * 1024,
+        maxTokenSize: 64 * 1024,
+        maxTags: 100_000,
+        requestDeadline: 60_000,
       },
     ]);
     assert.equal(cfg.defaultUpstream, 'docker.io');

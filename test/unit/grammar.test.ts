@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { checkDigest, isValidName, isValidTag } from '../../src/oci/reference.js';
 import { parseV2Path } from '../../src/http/v2-path.js';
 import { parseRange } from '../../src/http/range.js';
-import { parseChallenge, credentialsAllowed } from '../../src/upstream/challenge.js';
+import { parseChallenge } from '../../src/upstream/challenge.js';
+import { OriginPolicy } from '../../src/upstream/origin.js';
 
 test('repository names follow the OCI grammar', () => {
   for (const ok of ['alpine', 'library/alpine', 'a/b/c', 'my-org/my_app', 'a__b', 'x.y/z--w', 'ghcr.io/org/app'.replace('ghcr.io/', '')]) {
@@ -61,8 +62,12 @@ test('bearer challenges parse in any order; credentials stay within the registra
   assert.deepEqual(c, { scheme: 'bearer', realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull' });
   assert.equal(parseChallenge('Bearer service="x"'), null);
   assert.equal(parseChallenge('Basic realm="r"')?.scheme, 'basic');
-  assert.equal(credentialsAllowed(new URL('https://registry-1.docker.io'), new URL('https://auth.docker.io/token')), true);
-  assert.equal(credentialsAllowed(new URL('https://registry-1.docker.io'), new URL('https://evil.example.com/token')), false);
-  assert.equal(credentialsAllowed(new URL('http://127.0.0.1:5000'), new URL('http://127.0.0.1:6000/auth')), true);
+  // Credentials follow origins (see upstream-origin.test.ts): Docker Hub's realm because its
+  // realmHosts default names it; another port of the same host no longer passes.
+  const credentialsAllowed = (base: URL, realm: URL, realmHosts: string[] = []): boolean => new OriginPolicy(base, realmHosts).credentialsAllowed(realm);
+  assert.equal(credentialsAllowed(new URL('https://registry-1.docker.io'), new URL('https://auth.docker.io/token'), ['auth.docker.io']), true);
+  assert.equal(credentialsAllowed(new URL('https://registry-1.docker.io'), new URL('https://evil.example.com/token'), ['auth.docker.io']), false);
+  assert.equal(credentialsAllowed(new URL('http://127.0.0.1:5000'), new URL('http://127.0.0.1:6000/auth')), false);
+  assert.equal(credentialsAllowed(new URL('http://127.0.0.1:5000'), new URL('http://127.0.0.1:5000/auth')), true);
   assert.equal(credentialsAllowed(new URL('http://127.0.0.1:5000'), new URL('http://127.0.0.2:6000/auth')), false);
 });

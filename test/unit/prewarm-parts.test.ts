@@ -23,7 +23,8 @@ function upstream(name: string, extra: Partial<UpstreamConfig> = {}): UpstreamCo
   return {
     name, url: `https://${name}`, aliases: [], username: null, password: null, tagTtl: 600_000, staleWhileRevalidate: 0,
     maxFails: 5, failTimeout: 30_000, maxConnections: 8, notFoundTtl: 0, connectTimeout: 1000, headersTimeout: 1000,
-    bodyTimeout: 1000, libraryPrefix: name === 'docker.io', ...extra,
+    bodyTimeout: 1000, libraryPrefix: name === 'docker.io', realmHosts: [], maxBodySize: 4 << 20, maxTokenSize: 64 << 10,
+    maxTags: 100_000, requestDeadline: 60_000, ...extra,
   };
 }
 
