@@ -177,8 +177,29 @@ const methodArb = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('OPTIONS', 'TRACE') },
 );
 
-/** One hostile `/v2` request. */
+/**
+ * A pull a real client could send (a seeded repository, a real tag or digest) with `?ns` naming
+ * some host: the requests that would reach the foreign registry if routing ever followed an
+ * unconfigured `ns`. Hostile shapes alone rarely get that far.
+ */
+function plausiblePullArb(w: FuzzWorld): fc.Arbitrary<FuzzRequest> {
+  const port = w.foreignHost.split(':')[1] ?? '';
+  const ns = fc.constantFrom(w.foreignHost, `localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, ...w.upstreamNames);
+  const route = fc.constantFrom(...w.repos.flatMap((r) => [
+    ...r.tags.map((t) => `${r.name}/manifests/${t}`),
+    ...r.digests.map((d) => `${r.name}/blobs/${d}`),
+    `${r.name}/tags/list`,
+  ]));
+  return fc.record({ method: fc.constantFrom('GET', 'HEAD'), route, ns })
+    .map(({ method, route: r, ns: n }) => ({ method, path: `/v2/${r}?ns=${n}`, headers: {} }));
+}
+
+/** One hostile `/v2` request (one in ten a plausible pull naming some host as `?ns`). */
 export function v2RequestArb(w: FuzzWorld): fc.Arbitrary<FuzzRequest> {
+  return fc.oneof({ weight: 9, arbitrary: hostileV2RequestArb(w) }, { weight: 1, arbitrary: plausiblePullArb(w) });
+}
+
+function hostileV2RequestArb(w: FuzzWorld): fc.Arbitrary<FuzzRequest> {
   return fc
     .record({
       method: methodArb,

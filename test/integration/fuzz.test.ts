@@ -238,6 +238,8 @@ describe('auth.mode token', () => {
 
 describe('after the fuzz', () => {
   test('no file was created, changed or removed outside storage.root', async () => {
+    for (const d of ['decoy', 'a/decoy', 'a/b/decoy']) assert.ok(treeBefore.includes(d), `the sandbox listing sees ${d}`);
+    assert.ok((await listTree(root)).some((p) => !p.endsWith('/')), 'Berth wrote its cache under storage.root');
     const after = await listTree(sandbox, root);
     // Each Berth's storage.root is a/b/storage* (the fuzzed one's contents are not listed).
     const added = after.filter((p) => !treeBefore.includes(p) && !p.startsWith('a/b/storage'));
@@ -249,6 +251,23 @@ describe('after the fuzz', () => {
 
   test('the registry Berth is not configured for saw no request', () => {
     assert.deepEqual(foreign.requests.map((r) => `${r.method} ${r.path}`), []);
+  });
+
+  test('control: a Berth that IS configured for that registry gets requests to it from the same generator', async () => {
+    // Without this the check above could pass because the fuzz never names the registry well enough.
+    const before = foreign.requests.length;
+    const control = await rig.addBerth({
+      upstreams: [...rig.upstreamsConfig(), { name: world.foreignHost, url: foreign.url }],
+      storage: { root: join(root, '..', 'storage-control') },
+    });
+    const sender = rawSender(control.url);
+    try {
+      for (const req of fc.sample(v2RequestArb(world), { seed: SEED, numRuns: 300 })) await sender.send(req);
+    } finally {
+      await sender.close();
+      await control.stop();
+    }
+    assert.ok(foreign.requests.length > before, 'the generator names the foreign registry in ways a misrouting Berth would follow');
   });
 
   test('every request the upstream saw was a well-formed pull of a valid name', (t) => {
