@@ -22,6 +22,11 @@ export interface RigOptions {
   /** Options for the Distribution upstream (token auth, delete, extra config). */
   distribution?: DistributionOptions;
   /**
+   * A Distribution already running (shared by a file's tests) to put the proxy in front of,
+   * instead of starting one; the rig leaves it running at `stop()`.
+   */
+  upstream?: Distribution;
+  /**
    * Runs once the upstream answers and before the proxy and Berth start: push the images the
    * tests need. Requests it makes go to the upstream directly, so the proxy counts none of them.
    */
@@ -94,8 +99,13 @@ export async function startRig(opts: RigOptions = {}): Promise<Rig> {
   };
 
   try {
-    const upstream = await startDistribution(opts.distribution);
-    cleanups.push(() => upstream.stop());
+    let upstream: Distribution;
+    if (opts.upstream) upstream = opts.upstream;
+    else {
+      const started = await startDistribution(opts.distribution);
+      cleanups.push(() => started.stop());
+      upstream = started;
+    }
     if (opts.seed) await opts.seed(upstream);
     const proxy = await startFaultProxy(upstream.url);
     cleanups.push(() => proxy.stop());
