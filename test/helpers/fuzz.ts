@@ -377,6 +377,13 @@ export function checkResponse(req: FuzzRequest, res: FuzzResponse, upstreamFaile
     if (p !== null) problems.push(`${res.status} on /v2 is not an OCI error: ${p}`);
   }
   if (isV2 && res.status === 401 && header(res, 'www-authenticate') === '') problems.push('401 without WWW-Authenticate');
+  if (req.path.startsWith('/api/v1') && req.method !== 'HEAD' && res.body.length > 0) {
+    try {
+      JSON.parse(res.body.toString('utf8'));
+    } catch {
+      problems.push(`/api/v1 answered ${res.status} with a body that is not JSON: ${JSON.stringify(res.body.toString('utf8').slice(0, 120))}`);
+    }
+  }
   if (/\bat [\w.<>]+ \(|node:internal|\/dist\/src\//.test(res.body.toString('utf8'))) problems.push('a stack trace or source path in the body');
   return problems;
 }
