@@ -5,15 +5,18 @@
  * `maxTags`. A next link must stay on the upstream's origin and on this repository's tag list,
  * and must move forward: a loop or a hop elsewhere ends the listing as a bad response.
  */
-import type { BufferedResponse, UpstreamRequest } from './client.js';
 import { UpstreamError } from './errors.js';
 
 /** Tags asked for per page: Distribution's default page size, and what Docker Hub accepts. */
 export const TAGS_PAGE_SIZE = 1000;
 
+/** What the listing needs of the client (client.ts implements it; no import back into it). */
 interface PageSource {
   readonly name: string;
-  fetchBuffered(req: UpstreamRequest): Promise<BufferedResponse>;
+  fetchBuffered(req: { method: 'GET'; path: string; kind: 'tags'; repository: string }): Promise<{
+    headers: Record<string, string | string[] | undefined>;
+    bytes: Buffer;
+  }>;
 }
 
 export async function listTags(client: PageSource, base: URL, repository: string, maxTags: number): Promise<string[]> {

@@ -5,33 +5,39 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf,
-  type Distribution, type FaultProxy, type BuiltImage,
+  startDistribution, buildImage, pushImage, fetchManifest, fetchBlob, digestOf,
+  type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
-import { startBerth, startBerthProcess, upstreamOverride, type BerthHandle, type Overrides } from '../helpers/berth.js';
+import { startBerthProcess, type BerthHandle, type Overrides } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 import { startKeycloakEmulator, type KeycloakEmulator } from '../helpers/keycloak.js';
 
 let kc: KeycloakEmulator;
-let upstream: Distribution;
+let rig: Rig;
 let proxy: FaultProxy;
 let alpine: BuiltImage;
 let app: BuiltImage;
-const berths: BerthHandle[] = [];
+/** Berth's upstreams with the default tagTtl, for the Berths that do not set one. */
+const defaultTtl = (): Record<string, unknown>[] => rig.upstreamsConfig({ 'docker.io': {} });
 
 before(async () => {
   kc = await startKeycloakEmulator();
-  upstream = await startDistribution();
   alpine = buildImage({ seed: 'auth-alpine', layers: [4096, 20_000] });
   app = buildImage({ seed: 'auth-app', layers: 1 });
-  await pushImage(upstream.url, 'library/alpine', '3.20', alpine);
-  await pushImage(upstream.url, 'org/app', 'v1', app);
-  proxy = await startFaultProxy(upstream.url);
+  // Each test starts the Berths it needs with rig.addBerth; rig.stop() stops those left running.
+  rig = await startRig({
+    seed: async (upstream) => {
+      await pushImage(upstream.url, 'library/alpine', '3.20', alpine);
+      await pushImage(upstream.url, 'org/app', 'v1', app);
+    },
+    upstreams: { 'docker.io': { tagTtl: '1h' } },
+    startBerth: false,
+  });
+  proxy = rig.proxy;
 });
 
 after(async () => {
-  for (const b of berths) await b.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
   await kc?.stop();
 });
 
@@ -46,9 +52,7 @@ function tokenAuth(extra: Record<string, unknown> = {}): Record<string, unknown>
 
 /** A token-mode Berth: `token` is auth.token, `auth` the rest of the auth section, `more` other sections. */
 async function berthWith(token: Record<string, unknown>, auth: Record<string, unknown> = {}, more: Overrides = {}): Promise<BerthHandle> {
-  const b = await startBerth({ upstreams: [upstreamOverride(proxy.url, { tagTtl: '1h' })], auth: { mode: 'token', token, ...auth }, ...more });
-  berths.push(b);
-  return b;
+  return rig.addBerth({ auth: { mode: 'token', token, ...auth }, ...more });
 }
 
 async function token(user: string, scope?: string): Promise<string> {
@@ -142,8 +146,7 @@ test('a token for another repository: 401 insufficient_scope; an expired one: 40
 /** A Keycloak of its own and a JWKS-only Berth, so key rotation and JWKS polling touch no other test. */
 async function withJwksBerth(jwksRefresh: string, fn: (k: KeycloakEmulator, b: BerthHandle) => Promise<void>): Promise<void> {
   const k = await startKeycloakEmulator();
-  const b = await startBerth({
-    upstreams: [upstreamOverride(proxy.url, { tagTtl: '1h' })],
+  const b = await rig.addBerth({
     auth: { mode: 'token', token: { realm: k.tokenUrl, service: k.service, issuer: k.issuer, jwks: k.jwksUrl, jwksRefresh } },
   });
   try {
@@ -209,8 +212,8 @@ test('a failing JWKS refresh keeps the keys loaded before, and says so in the lo
 test('a JWKS URL that never answered: the mirror starts, is not ready, and becomes ready once keys arrive', async () => {
   const k = await startKeycloakEmulator();
   k.setFailure(503, 'jwks');
-  const b = await startBerth({
-    upstreams: [upstreamOverride(proxy.url)],
+  const b = await rig.addBerth({
+    upstreams: defaultTtl(),
     auth: { mode: 'token', token: { realm: k.tokenUrl, service: k.service, issuer: k.issuer, jwks: k.jwksUrl, jwksRefresh: '300ms' } },
   });
   try {
@@ -269,35 +272,30 @@ test('policy: delete and admin need rules; a subject a rule does not name gets 4
 });
 
 test('auth.mode none: pulls open; deleteEnabled alone lets clients delete; a delete rule closes delete but not admin GETs', async () => {
-  const fresh = await startBerth({ upstreams: [upstreamOverride(proxy.url)] });
-  berths.push(fresh);
+  const fresh = await rig.addBerth({ upstreams: defaultTtl() });
   assert.equal((await call(fresh, 'GET', '/api/v1/upstreams')).status, 200, 'a fresh install keeps its admin API (from loopback)');
   assert.equal((await call(fresh, 'DELETE', `/v2/library/alpine/manifests/${alpine.manifestDigest}`)).status, 405, 'deletion not enabled: 405 for everyone');
-  const open = await startBerth({ upstreams: [upstreamOverride(proxy.url)], storage: { deleteEnabled: true } });
-  berths.push(open);
+  const open = await rig.addBerth({ upstreams: defaultTtl(), storage: { deleteEnabled: true } });
   assert.equal((await call(open, 'GET', '/v2/library/alpine/manifests/3.20')).status, 200);
   const openDelete = await call(open, 'DELETE', '/v2/library/alpine/manifests/3.20');
   assert.equal(openDelete.status, 202, `storage.deleteEnabled alone lets clients delete, as the README says: ${openDelete.body}`);
-  const ruled = await startBerth({
-    upstreams: [upstreamOverride(proxy.url)],
+  const ruled = await rig.addBerth({
+    upstreams: defaultTtl(),
     storage: { deleteEnabled: true },
     auth: { policy: [{ subjects: ['anonymous'], actions: ['delete'] }] },
   });
-  berths.push(ruled);
   assert.equal((await call(ruled, 'GET', '/api/v1/upstreams')).status, 200, 'a delete rule does not lock read-only admin GETs');
   assert.equal((await call(ruled, 'GET', '/v2/library/alpine/manifests/3.20')).status, 200);
   const del = await call(ruled, 'DELETE', '/v2/library/alpine/manifests/3.20');
   assert.equal(del.status, 202, `anonymous may delete by rule: ${del.body}`);
-  const others = await startBerth({
-    upstreams: [upstreamOverride(proxy.url)],
+  const others = await rig.addBerth({
+    upstreams: defaultTtl(),
     storage: { deleteEnabled: true },
     auth: { policy: [{ subjects: ['ci-*'], actions: ['delete'] }] },
   });
-  berths.push(others);
   assert.equal((await call(others, 'GET', '/v2/library/alpine/manifests/3.20')).status, 200);
   assert.equal((await call(others, 'DELETE', '/v2/library/alpine/manifests/3.20')).status, 403, 'a delete rule that does not name anonymous closes delete');
-  const admins = await startBerth({ upstreams: [upstreamOverride(proxy.url)], auth: { policy: [{ subjects: ['alice'], actions: ['admin'] }] } });
-  berths.push(admins);
+  const admins = await rig.addBerth({ upstreams: defaultTtl(), auth: { policy: [{ subjects: ['alice'], actions: ['admin'] }] } });
   assert.equal((await call(admins, 'GET', '/api/v1/upstreams')).status, 403, 'an admin rule that does not name anonymous closes the admin API');
 });
 
@@ -327,7 +325,7 @@ test('anonymous pull only from a listed network; X-Forwarded-For believed only f
 
 test('a registry:2 / Keycloak compose environment works unchanged (REGISTRY_AUTH_TOKEN_*, no YAML auth)', async () => {
   const proc = await startBerthProcess(
-    { upstreams: [upstreamOverride(proxy.url)], log: { level: 'warn' } },
+    { upstreams: defaultTtl(), log: { level: 'warn' } },
     {
       REGISTRY_AUTH_TOKEN_REALM: kc.tokenUrl,
       REGISTRY_AUTH_TOKEN_SERVICE: kc.service,

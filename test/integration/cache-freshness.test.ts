@@ -5,11 +5,13 @@
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, latency,
+  buildImage, pushImage, fetchManifest, fetchBlob, digestOf, latency,
   type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 
+let rig: Rig;
 let upstream: Distribution;
 let proxy: FaultProxy;
 let berth: BerthHandle;
@@ -18,26 +20,23 @@ const now = (): number => Date.now() + skew;
 const TTL = 60_000;
 
 before(async () => {
-  upstream = await startDistribution();
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({
-    upstreams: [
-      upstreamOverride(proxy.url, { tagTtl: '60s' }),
+  rig = await startRig({
+    upstreams: {
+      'docker.io': { tagTtl: '60s' },
       // The same registry under a second name, with the optional windows switched on.
-      { name: 'swr.local', url: proxy.url, tagTtl: '60s', staleWhileRevalidate: '1h', notFoundTtl: '30s' },
-    ],
-  }, { now });
+      'swr.local': { tagTtl: '60s', staleWhileRevalidate: '1h', notFoundTtl: '30s' },
+    },
+    berthOptions: { now },
+  });
+  ({ upstream, proxy, berth } = rig);
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 beforeEach(() => {
-  proxy.setRules([]);
-  proxy.reset();
+  rig.resetProxy();
 });
 
 async function cacheCount(result: string, kind = 'manifest'): Promise<number> {

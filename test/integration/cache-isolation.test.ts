@@ -6,11 +6,13 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, refuse, latency,
+  buildImage, pushImage, fetchManifest, fetchBlob, digestOf, refuse, latency,
   type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 
+let rig: Rig;
 let upstream: Distribution;
 let proxy: FaultProxy;
 let berth: BerthHandle;
@@ -19,29 +21,26 @@ const now = (): number => Date.now() + skew;
 let cached: BuiltImage;
 
 before(async () => {
-  upstream = await startDistribution();
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({
-    upstreams: [
-      upstreamOverride(proxy.url, { tagTtl: '10s', maxFails: 3, failTimeout: '5m', maxConnections: 2 }),
+  rig = await startRig({
+    upstreams: {
+      'docker.io': { tagTtl: '10s', maxFails: 3, failTimeout: '5m', maxConnections: 2 },
       // The same registry with the default connection cap, to show the cap is what limits.
-      { name: 'wide.local', url: proxy.url, tagTtl: '10s' },
-    ],
-  }, { now });
+      'wide.local': { tagTtl: '10s' },
+    },
+    berthOptions: { now },
+  });
+  ({ upstream, proxy, berth } = rig);
   cached = buildImage({ seed: 'iso-cached', layers: 1 });
   await pushImage(upstream.url, 'library/cached', 'v1', cached);
   assert.equal((await fetchManifest(berth.url, 'library/cached', 'v1')).status, 200);
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 beforeEach(() => {
-  proxy.setRules([]);
-  proxy.reset();
+  rig.resetProxy();
 });
 
 async function breakerState(): Promise<{ state: string; failures: number; retryInSeconds: number }> {

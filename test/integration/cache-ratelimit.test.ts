@@ -7,12 +7,14 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, dockerHubRateLimit, rateLimitHeaders,
+  buildImage, pushImage, fetchManifest, fetchBlob, digestOf, dockerHubRateLimit, rateLimitHeaders,
   type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 
 const TTL = 60_000;
+let rig: Rig;
 let upstream: Distribution;
 let proxy: FaultProxy;
 let berth: BerthHandle;
@@ -20,20 +22,16 @@ let skew = 0;
 const now = (): number => Date.now() + skew;
 
 before(async () => {
-  upstream = await startDistribution();
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({ upstreams: [upstreamOverride(proxy.url, { tagTtl: '60s' })] }, { now });
+  rig = await startRig({ upstreams: { 'docker.io': { tagTtl: '60s' } }, berthOptions: { now } });
+  ({ upstream, proxy, berth } = rig);
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 beforeEach(() => {
-  proxy.setRules([]);
-  proxy.reset();
+  rig.resetProxy();
 });
 
 interface UpstreamState {

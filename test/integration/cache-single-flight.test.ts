@@ -10,32 +10,30 @@ import { join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { Agent, request } from 'undici';
 import {
-  startDistribution, startFaultProxy, buildImage, buildLargeBlobImage, pushImage, fetchManifest, fetchBlob, digestOf,
+  buildImage, buildLargeBlobImage, pushImage, fetchManifest, fetchBlob, digestOf,
   cutAfter, flipByte, latency, type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
 import { startBerth, startBerthProcess, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 
 const MiB = 1024 * 1024;
 
+let rig: Rig;
 let upstream: Distribution;
 let proxy: FaultProxy;
 let berth: BerthHandle;
 
 before(async () => {
-  upstream = await startDistribution();
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({ upstreams: [upstreamOverride(proxy.url, { tagTtl: '1h' })] });
+  rig = await startRig({ upstreams: { 'docker.io': { tagTtl: '1h' } } });
+  ({ upstream, proxy, berth } = rig);
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 beforeEach(() => {
-  proxy.setRules([]);
-  proxy.reset();
+  rig.resetProxy();
 });
 
 /**

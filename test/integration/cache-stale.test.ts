@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import type { LookupFunction } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, freePort,
+  buildImage, pushImage, fetchManifest, fetchBlob, digestOf, freePort,
   status, dockerHubRateLimit, latency, refuse, cutAfter, flipByte, responseHeaders,
   type Distribution, type FaultProxy, type FaultRule, type BuiltImage,
 } from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics/metrics.js';
@@ -27,6 +28,7 @@ const TTL = 60_000;
 /** Upstream knobs for this file: short timeouts so the timeout classes are quick; a breaker that stays shut. */
 const KNOBS = { tagTtl: '60s', headersTimeout: '400ms', bodyTimeout: '400ms', maxFails: 1000 };
 
+let rig: Rig;
 let upstream: Distribution;
 let proxy: FaultProxy;
 let berth: BerthHandle;
@@ -37,9 +39,8 @@ let movingOld: BuiltImage;
 let movingNew: BuiltImage;
 
 before(async () => {
-  upstream = await startDistribution();
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({ upstreams: [upstreamOverride(proxy.url, KNOBS)] }, { now });
+  rig = await startRig({ upstreams: { 'docker.io': KNOBS }, berthOptions: { now } });
+  ({ upstream, proxy, berth } = rig);
   steady = buildImage({ seed: 'stale-steady', layers: 2 });
   await pushImage(upstream.url, 'library/steady', 'v1', steady);
   await pull('library/steady', 'v1', steady);
@@ -52,14 +53,11 @@ before(async () => {
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 beforeEach(() => {
-  proxy.setRules([]);
-  proxy.reset();
+  rig.resetProxy();
 });
 
 async function pull(repo: string, tag: string, img: BuiltImage, url = berth.url): Promise<void> {

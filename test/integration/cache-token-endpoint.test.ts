@@ -5,11 +5,12 @@
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf,
-  type Distribution, type FaultProxy, type BuiltImage,
+  buildImage, pushImage, fetchManifest, fetchBlob, digestOf,
+  type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
 import { startKeycloakEmulator, type KeycloakEmulator } from '../helpers/keycloak.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 
 const STALE = '110 - "Response is Stale"';
 const TTL = 60_000;
@@ -17,7 +18,7 @@ const TTL = 60_000;
 const STEP = 2 * TTL;
 
 let kc: KeycloakEmulator;
-let upstream: Distribution;
+let rig: Rig;
 let proxy: FaultProxy;
 let berth: BerthHandle;
 let img: BuiltImage;
@@ -26,25 +27,22 @@ const now = (): number => Date.now() + skew;
 
 before(async () => {
   kc = await startKeycloakEmulator({ users: { mirror: 'mirror-password' }, lifespanSeconds: 60 });
-  upstream = await startDistribution({
-    auth: { realm: kc.tokenUrl, service: kc.service, issuer: kc.issuer, rootCertBundle: kc.trustBundlePath },
-  });
   img = buildImage({ seed: 'token-endpoint', layers: 1 });
-  const pushToken = kc.mintToken({ subject: 'mirror', scope: 'repository:library/guarded:pull,push' });
-  await pushImage(upstream.url, 'library/guarded', 'v1', img, { headers: { authorization: `Bearer ${pushToken}` } });
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({
+  rig = await startRig({
+    distribution: { auth: { realm: kc.tokenUrl, service: kc.service, issuer: kc.issuer, rootCertBundle: kc.trustBundlePath } },
     // The emulator's realm is another origin: credentials go there only because it is listed.
-    upstreams: [upstreamOverride(proxy.url, {
-      tagTtl: '60s', username: 'mirror', password: 'mirror-password', maxFails: 1000, realmHosts: [new URL(kc.tokenUrl).host],
-    })],
-  }, { now });
+    seed: async (registry) => {
+      const pushToken = kc.mintToken({ subject: 'mirror', scope: 'repository:library/guarded:pull,push' });
+      await pushImage(registry.url, 'library/guarded', 'v1', img, { headers: { authorization: `Bearer ${pushToken}` } });
+    },
+    upstreams: { 'docker.io': { tagTtl: '60s', username: 'mirror', password: 'mirror-password', maxFails: 1000, realmHosts: [new URL(kc.tokenUrl).host] } },
+    berthOptions: { now },
+  });
+  ({ proxy, berth } = rig);
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
   await kc?.stop();
 });
 

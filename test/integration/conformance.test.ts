@@ -15,10 +15,11 @@ import assert from 'node:assert/strict';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request } from 'undici';
 import {
-  startDistribution, startFaultProxy, buildImage, buildIndex, pushImage, pushIndex, pushManifest, digestOf, MediaTypes,
+  buildImage, buildIndex, pushImage, pushIndex, pushManifest, digestOf, MediaTypes,
   type Distribution, type FaultProxy, type BuiltImage, type BuiltIndex,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 
 const REPO = 'library/conformance';
 const MISSING_REPO = 'library/never-pushed';
@@ -638,6 +639,7 @@ const ROWS: Row[] = [
 // ---------------------------------------------------------------------------------------------
 // Running the table against both targets
 
+let rig: Rig;
 let upstream: Distribution;
 let upstreamProxy: FaultProxy;
 let berth: BerthHandle;
@@ -675,26 +677,27 @@ function makeTarget(name: Target['name'], url: () => string): Target {
 }
 
 before(async () => {
-  upstream = await startDistribution();
   const img = buildImage({ seed: 'conformance-oci', layers: [1024, 40_000, 200_000] });
   const dockerImg = buildImage({ seed: 'conformance-docker', format: 'docker', layers: 2 });
   const index = buildIndex({ seed: 'conformance-index', format: 'oci' });
   const list = buildIndex({ seed: 'conformance-list', format: 'docker' });
-  await pushImage(upstream.url, REPO, 'v1', img);
-  await pushImage(upstream.url, REPO, 'docker', dockerImg);
-  await pushIndex(upstream.url, REPO, 'index', index);
-  await pushIndex(upstream.url, REPO, 'list', list);
-  for (const tag of EXTRA_TAGS) await pushManifest(upstream.url, REPO, tag, img.manifest, img.mediaType);
+  rig = await startRig({
+    seed: async (registry) => {
+      await pushImage(registry.url, REPO, 'v1', img);
+      await pushImage(registry.url, REPO, 'docker', dockerImg);
+      await pushIndex(registry.url, REPO, 'index', index);
+      await pushIndex(registry.url, REPO, 'list', list);
+      for (const tag of EXTRA_TAGS) await pushManifest(registry.url, REPO, tag, img.manifest, img.mediaType);
+    },
+    upstreams: { 'docker.io': { tagTtl: '1h' } },
+  });
   const tags = ['v1', 'docker', 'index', 'list', ...EXTRA_TAGS].sort();
   fx = { img, dockerImg, index, list, tags };
-  upstreamProxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({ upstreams: [upstreamOverride(upstreamProxy.url, { tagTtl: '1h' })] });
+  ({ upstream, proxy: upstreamProxy, berth } = rig);
 });
 
 after(async () => {
-  await berth?.stop();
-  await upstreamProxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 const targets = [makeTarget('berth', () => berth.url), makeTarget('distribution', () => upstream.url)];

@@ -11,14 +11,15 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, rateLimitHeaders, startProcess, requireBinary,
-  freePort, makeTempDir, removeTempDir, type Distribution, type FaultProxy, type BuiltImage, type ProcessHandle,
+  buildImage, pushImage, fetchManifest, fetchBlob, rateLimitHeaders, startProcess, requireBinary,
+  freePort, makeTempDir, removeTempDir, type FaultProxy, type BuiltImage, type ProcessHandle,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 
 const DASHBOARDS = new URL('../../../dashboards/', import.meta.url);
 
-let upstream: Distribution;
+let rig: Rig;
 let proxy: FaultProxy;
 let berth: BerthHandle;
 let image: BuiltImage;
@@ -56,17 +57,18 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
 
 before(async () => {
   const bin = requireBinary('prometheus', 'prometheus');
-  upstream = await startDistribution();
   image = buildImage({ seed: 'metrics-prometheus', layers: [5000, 60_000] });
-  await pushImage(upstream.url, 'library/scraped', '1.0', image);
-  await pushImage(upstream.url, 'library/scraped', '2.0', buildImage({ seed: 'metrics-prometheus-2', layers: [1000] }));
-  proxy = await startFaultProxy(upstream.url);
-  proxy.setRules([rateLimitHeaders({ limit: 100, remaining: 90 }, { match: { kind: 'manifest' } })]);
   const deadPort = await freePort();
-  berth = await startBerth({
-    upstreams: [upstreamOverride(proxy.url, { tagTtl: '1h' }), { name: 'ghcr.io', url: `http://127.0.0.1:${deadPort}`, tagTtl: '1h' }],
-    storage: { maxSize: '512MiB' },
+  rig = await startRig({
+    seed: async (upstream) => {
+      await pushImage(upstream.url, 'library/scraped', '1.0', image);
+      await pushImage(upstream.url, 'library/scraped', '2.0', buildImage({ seed: 'metrics-prometheus-2', layers: [1000] }));
+    },
+    faults: [rateLimitHeaders({ limit: 100, remaining: 90 }, { match: { kind: 'manifest' } })],
+    upstreams: { 'docker.io': { tagTtl: '1h' }, 'ghcr.io': { url: `http://127.0.0.1:${deadPort}`, tagTtl: '1h' } },
+    berthConfig: { storage: { maxSize: '512MiB' } },
   });
+  ({ proxy, berth } = rig);
 
   promDir = await makeTempDir('prometheus');
   const port = await freePort();
@@ -110,9 +112,7 @@ before(async () => {
 after(async () => {
   await prometheus?.stop();
   if (promDir) await removeTempDir(promDir);
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 interface Panel {

@@ -9,16 +9,18 @@ import { spawn } from 'node:child_process';
 import { readFile, statfs } from 'node:fs/promises';
 import { request } from 'undici';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, rateLimitHeaders, refuse, makeTempDir, removeTempDir,
+  buildImage, pushImage, fetchManifest, fetchBlob, digestOf, rateLimitHeaders, refuse, makeTempDir, removeTempDir,
   requireBinary, type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 
 const REPO_ROOT = new URL('../../../', import.meta.url);
 const CAP = 1024 * 1024 * 1024;
 
+let rig: Rig;
 let upstream: Distribution;
 let proxy: FaultProxy;
 let berth: BerthHandle;
@@ -26,22 +28,21 @@ let image: BuiltImage;
 let second: BuiltImage;
 
 before(async () => {
-  upstream = await startDistribution();
   image = buildImage({ seed: 'metrics-image', layers: [4096, 150_000, 40_000] });
   second = buildImage({ seed: 'metrics-second', layers: [8192] });
-  await pushImage(upstream.url, 'library/metered', '1.0', image);
-  await pushImage(upstream.url, 'team/second-app', 'v1', second);
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({
-    upstreams: [upstreamOverride(proxy.url, { tagTtl: '1h' }), { name: 'ghcr.io', url: proxy.url, tagTtl: '1h' }],
-    storage: { maxSize: '1GiB' },
+  rig = await startRig({
+    seed: async (registry) => {
+      await pushImage(registry.url, 'library/metered', '1.0', image);
+      await pushImage(registry.url, 'team/second-app', 'v1', second);
+    },
+    upstreams: { 'docker.io': { tagTtl: '1h' }, 'ghcr.io': { tagTtl: '1h' } },
+    berthConfig: { storage: { maxSize: '1GiB' } },
   });
+  ({ upstream, proxy, berth } = rig);
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 beforeEach(() => {

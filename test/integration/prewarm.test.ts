@@ -9,10 +9,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import {
-  startDistribution, startFaultProxy, startRedis, buildImage, buildIndex, pushImage, pushIndex, fetchManifest, fetchBlob, digestOf,
+  startDistribution, startRedis, buildImage, buildIndex, pushImage, pushIndex, fetchManifest, fetchBlob, digestOf,
   rateLimitHeaders, makeTempDir, removeTempDir, type Distribution, type FaultProxy, type RedisServer, type BuiltImage, type BuiltIndex,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig } from '../helpers/rig.js';
 import { createLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics/metrics.js';
 import type { PrewarmListing, PrewarmView } from '../../src/queue/service.js';
@@ -35,7 +36,7 @@ after(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Rig {
+interface PrewarmRig {
   berth: BerthHandle;
   proxy: FaultProxy;
   worker: PrewarmWorker | null;
@@ -46,23 +47,24 @@ interface Rig {
 
 type Transport = 'in-process' | 'bullmq';
 
-async function startRig(transport: Transport, prewarm: Record<string, unknown>, rules: Parameters<FaultProxy['setRules']>[0] = []): Promise<Rig> {
-  const proxy = await startFaultProxy(upstream.url);
-  proxy.setRules(rules);
-  const berth = await startBerth({
-    upstreams: [upstreamOverride(proxy.url, { tagTtl: '1h' })],
-    prewarm: { retryDelay: '200ms', lockDuration: '2s', ...prewarm },
-    ...(transport === 'bullmq' ? { redis: { url: redis.url, prefix: `it${randomBytes(4).toString('hex')}` } } : {}),
+/** A proxy of its own in front of the shared upstream, Berth, and with BullMQ a worker; stopped in reverse. */
+async function startPrewarmRig(transport: Transport, prewarm: Record<string, unknown>, rules: Parameters<FaultProxy['setRules']>[0] = []): Promise<PrewarmRig> {
+  const rig = await startRig({
+    upstream,
+    faults: rules,
+    upstreams: { 'docker.io': { tagTtl: '1h' } },
+    berthConfig: {
+      prewarm: { retryDelay: '200ms', lockDuration: '2s', ...prewarm },
+      ...(transport === 'bullmq' ? { redis: { url: redis.url, prefix: `it${randomBytes(4).toString('hex')}` } } : {}),
+    },
   });
+  const { berth, proxy } = rig;
   const worker = transport === 'bullmq' ? await startPrewarmWorker(berth.services.config, createLogger('silent')) : null;
+  if (worker) rig.defer(() => worker.close());
   return {
     berth, proxy, worker,
     metrics: worker?.metrics ?? berth.services.metrics,
-    async stop() {
-      await worker?.close();
-      await berth.stop();
-      await proxy.stop();
-    },
+    stop: () => rig.stop(),
   };
 }
 
@@ -131,7 +133,7 @@ for (const transport of ['in-process', 'bullmq'] as const) {
       assert.ok(arm && amd);
       const singleRef = `docker.io/library/single-${t}:1.0`;
       const multiRef = `docker.io/library/multi-${t}:1`;
-      const rig = await startRig(transport, {
+      const rig = await startPrewarmRig(transport, {
         schedule: NEVER,
         images: [singleRef, { ref: multiRef, platforms: ['linux/arm64'] }],
       });
@@ -185,7 +187,7 @@ for (const transport of ['in-process', 'bullmq'] as const) {
       const repo = `library/moving-${t}`;
       await pushImage(upstream.url, repo, 'stable', v1);
       const ref = `${repo}:stable`;
-      const rig = await startRig(transport, { images: [{ ref, schedule: '* * * * * *' }] });
+      const rig = await startPrewarmRig(transport, { images: [{ ref, schedule: '* * * * * *' }] });
       try {
         // Runs come every second: the first may already have been followed by an unchanged one.
         const first = await waitFor(rig.berth, ref, (e) => e.digest === v1.manifestDigest && e.lastSuccessAt !== null, 'the first run');
@@ -226,7 +228,7 @@ for (const transport of ['in-process', 'bullmq'] as const) {
       const ref = `${repo}:1`;
       // The first answer reports 5 pulls left of a 2-second window (reserve: 10); once the window
       // has passed the upstream reports a full budget again.
-      const rig = await startRig(transport, { schedule: NEVER, reservePulls: 10, images: [ref] }, [
+      const rig = await startPrewarmRig(transport, { schedule: NEVER, reservePulls: 10, images: [ref] }, [
         rateLimitHeaders({ limit: 100, remaining: (n) => (n === 1 ? 5 : 95), window: 2 }, { match: { kind: 'manifest' } }),
       ]);
       try {
@@ -254,7 +256,7 @@ for (const transport of ['in-process', 'bullmq'] as const) {
       await pushImage(upstream.url, `library/api-${t}`, '2', img);
       await pushImage(upstream.url, `team/once-${t}`, 'v1', once);
       const ref = `docker.io/library/api-${t}:2`;
-      const rig = await startRig(transport, { schedule: NEVER, images: [ref] });
+      const rig = await startPrewarmRig(transport, { schedule: NEVER, images: [ref] });
       try {
         const first = await waitFor(rig.berth, ref, (e) => e.lastResult === 'success', 'the boot run');
         // Another spelling of the same configured ref. A request that arrives while the boot run
@@ -310,12 +312,12 @@ describe('pre-warm with Redis down', () => {
     const t = randomBytes(3).toString('hex');
     const img = buildImage({ seed: `pw-down-${t}`, layers: [1000] });
     await pushImage(upstream.url, `library/down-${t}`, '1', img);
-    const proxy = await startFaultProxy(upstream.url);
-    const berth = await startBerth({
-      upstreams: [upstreamOverride(proxy.url)],
-      redis: { url, prefix: `down${t}` },
-      prewarm: { images: [`library/down-${t}:1`] },
+    const rig = await startRig({
+      upstream,
+      upstreams: { 'docker.io': {} },
+      berthConfig: { redis: { url, prefix: `down${t}` }, prewarm: { images: [`library/down-${t}:1`] } },
     });
+    const { berth } = rig;
     try {
       await sleep(300);
       let started = Date.now();
@@ -329,8 +331,7 @@ describe('pre-warm with Redis down', () => {
       assert.ok(Date.now() - started < 2_000, `GET failed fast (${Date.now() - started} ms)`);
       await pullImage(berth, `library/down-${t}`, '1', img);
     } finally {
-      await berth.stop();
-      await proxy.stop();
+      await rig.stop();
     }
   });
 });
@@ -342,11 +343,9 @@ describe('pre-warm config changes', () => {
     const drop = buildImage({ seed: `pw-drop-${t}`, layers: [950] });
     await pushImage(upstream.url, `library/keep-${t}`, '1', keep);
     await pushImage(upstream.url, `library/drop-${t}`, '1', drop);
-    const proxy = await startFaultProxy(upstream.url);
+    const rig = await startRig({ upstream, upstreams: { 'docker.io': {} }, startBerth: false });
     const dir = await makeTempDir('pw-unpin');
-    const start = (images: string[]) => startBerth({
-      upstreams: [upstreamOverride(proxy.url)], storage: { root: dir }, prewarm: { schedule: NEVER, images },
-    });
+    const start = (images: string[]) => rig.addBerth({ storage: { root: dir }, prewarm: { schedule: NEVER, images } });
     try {
       const first = await start([`library/keep-${t}:1`, `library/drop-${t}:1`]);
       try {
@@ -368,7 +367,7 @@ describe('pre-warm config changes', () => {
         await second.stop();
       }
     } finally {
-      await proxy.stop();
+      await rig.stop();
       await removeTempDir(dir);
     }
   });

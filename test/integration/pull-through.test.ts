@@ -6,11 +6,13 @@ import { request } from 'undici';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  startDistribution, startFaultProxy, startBlobCdn, buildImage, buildIndex, pushImage, pushIndex, fetchManifest, fetchBlob,
+  startBlobCdn, buildImage, buildIndex, pushImage, pushIndex, fetchManifest, fetchBlob,
   cutAfter, flipByte, redirectBlobs, digestOf, MediaTypes, type Distribution, type FaultProxy, type BuiltImage, type BuiltIndex,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 
+let rig: Rig;
 let upstream: Distribution;
 let proxy: FaultProxy;
 let berth: BerthHandle;
@@ -20,35 +22,30 @@ let dockerList: BuiltIndex;
 let other: BuiltImage;
 
 before(async () => {
-  upstream = await startDistribution();
   single = buildImage({ seed: 'pull-single', layers: [2048, 70_000, 300_000] });
   ociIndex = buildIndex({ seed: 'pull-oci-index', format: 'oci', layers: 2 });
   dockerList = buildIndex({ seed: 'pull-docker-list', format: 'docker', layers: 2 });
   other = buildImage({ seed: 'pull-other', layers: 1 });
-  await pushImage(upstream.url, 'library/single', '1.0', single);
-  await pushImage(upstream.url, 'library/single', '0.9', single);
-  await pushImage(upstream.url, 'library/single', '2.0-rc', single);
-  await pushIndex(upstream.url, 'library/multi', 'oci', ociIndex);
-  await pushIndex(upstream.url, 'library/multi', 'list', dockerList);
-  await pushImage(upstream.url, 'org/app', 'v1', other);
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({
-    upstreams: [
-      upstreamOverride(proxy.url, { tagTtl: '1h' }),
-      { name: 'ghcr.io', url: proxy.url, tagTtl: '1h' },
-    ],
+  rig = await startRig({
+    seed: async (registry) => {
+      await pushImage(registry.url, 'library/single', '1.0', single);
+      await pushImage(registry.url, 'library/single', '0.9', single);
+      await pushImage(registry.url, 'library/single', '2.0-rc', single);
+      await pushIndex(registry.url, 'library/multi', 'oci', ociIndex);
+      await pushIndex(registry.url, 'library/multi', 'list', dockerList);
+      await pushImage(registry.url, 'org/app', 'v1', other);
+    },
+    upstreams: { 'docker.io': { tagTtl: '1h' }, 'ghcr.io': { tagTtl: '1h' } },
   });
+  ({ upstream, proxy, berth } = rig);
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 beforeEach(() => {
-  proxy.setRules([]);
-  proxy.reset();
+  rig.resetProxy();
 });
 
 async function get(path: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') {
