@@ -16,7 +16,8 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { registryError } from '../errors.js';
 import type { CacheResult } from '../metrics/metrics.js';
-import { MANIFEST_TYPES, UPSTREAM_ACCEPT, negotiate, parseManifest, sniffMediaType } from '../oci/media.js';
+import { UPSTREAM_ACCEPT, negotiate, parseManifest } from '../oci/media.js';
+import { validateManifest } from '../oci/manifest-validate.js';
 import { parseDigest, type Digest } from '../oci/reference.js';
 import { header, MAX_MANIFEST_BYTES } from '../upstream/client.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
@@ -308,8 +309,14 @@ export class MirrorManifests {
     if (want && digest !== want) {
       throw new UpstreamError(r.upstream.name, 'integrity', `manifest ${reference}: bytes hash to ${digest}, expected ${want}`);
     }
-    const ctype = header(res.headers, 'content-type')?.split(';')[0]?.trim();
-    const mediaType = ctype && MANIFEST_TYPES.includes(ctype) ? ctype : (sniffMediaType(bytes) ?? ctype ?? 'application/octet-stream');
+    // Only a manifest is stored as one: bytes that do not parse as the type the upstream declared
+    // (a gzip body, an error page, a by-tag answer without a digest) are a bad gateway, and the
+    // tag's last good manifest, if any, is what the client gets instead (revalidateTag).
+    const valid = validateManifest(bytes, header(res.headers, 'content-type'));
+    if (!valid.ok) {
+      throw new UpstreamError(r.upstream.name, 'bad-response', `${r.upstream.name} sent an invalid manifest for ${r.name}${reference.includes(':') ? '@' : ':'}${reference}: ${valid.reason}`);
+    }
+    const mediaType = valid.mediaType;
     await this.storeManifest(digest, bytes, mediaType);
     if (await ctx.record(() => ctx.meta.link(r.upstream.name, r.name, digest, ctx.now()))) {
       this.linked.set(`${r.upstream.name}|${r.name}|${digest}`, true);
