@@ -16,6 +16,7 @@ import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import { BlobFill } from './blob-fill.js';
 import type { SharedFill } from './fills.js';
 import { asUpstreamError, contentLength, type MirrorContext } from './mirror-context.js';
+import type { Holding, RepoScope } from './mirror-scope.js';
 import type { BlobHandle, BlobInfo } from './repository.js';
 import type { Routed } from './routing.js';
 
@@ -23,7 +24,20 @@ import type { Routed } from './routing.js';
 const STREAM_THROUGH_OPEN_MS = 30_000;
 
 export class MirrorBlobs {
-  constructor(private readonly ctx: MirrorContext) {}
+  constructor(private readonly ctx: MirrorContext, private readonly scope: RepoScope) {}
+
+  /**
+   * May this repository have a blob someone else cached, or a fill someone else leads?
+   * (mirror-scope.ts) Throws the catalogued error a miss would end in when it may not.
+   */
+  private async holds(r: Routed, digest: Digest): Promise<Holding> {
+    try {
+      return await this.scope.check(r, digest, 'blob');
+    } catch (err) {
+      if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
+      throw err;
+    }
+  }
 
   /**
    * A handle on a blob: from the store when cached, else from the one upstream fill for this
@@ -31,10 +45,20 @@ export class MirrorBlobs {
    */
   async getBlob(r: Routed, digest: Digest): Promise<BlobHandle> {
     const { ctx } = this;
+    // Checked once, before this client touches content another repository brought in.
+    let holding: Holding | null = null;
     for (let attempt = 0; ; attempt++) {
       const local = await ctx.driver.statBlob(digest);
       if (local) {
-        if (attempt === 0) ctx.count('blob', 'hit');
+        if (holding === null) {
+          holding = await this.holds(r, digest).catch((err: unknown) => {
+            ctx.count('blob', 'miss');
+            throw err;
+          });
+          if (attempt === 0) ctx.count('blob', holding === 'held' ? 'hit' : 'revalidated');
+        } else if (attempt === 0) {
+          ctx.count('blob', 'hit');
+        }
         ctx.hooks?.accessed(digest);
         return {
           digest, size: local.size, source: 'cache',
@@ -55,7 +79,11 @@ export class MirrorBlobs {
       if (attempt === 0) ctx.count('blob', shared ? 'coalesced' : 'miss');
       let fill: SharedFill;
       try {
+        // Joining a fill another repository leads needs the same check as a cached blob; the
+        // fill goes on for its own clients either way.
+        if (shared) holding ??= await this.holds(r, digest);
         fill = await pending;
+        if (!shared) this.scope.grant(r, digest);
       } catch (err) {
         if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
         if (isNoSpace(err)) {
@@ -164,17 +192,20 @@ export class MirrorBlobs {
     const { ctx } = this;
     const local = await ctx.driver.statBlob(digest);
     if (local) {
-      ctx.count('blob', 'hit');
+      const holding = await this.holds(r, digest);
+      ctx.count('blob', holding === 'held' ? 'hit' : 'revalidated');
       return { size: local.size, source: 'cache' };
     }
     const running = ctx.fills.runningBlob(digest);
     if (running) {
+      await this.holds(r, digest);
       const fill = await running.catch(() => null);
       if (fill && fill.size !== null) return { size: fill.size, source: 'upstream' };
     }
     try {
       const res = await ctx.upstreams.client(r.upstream).request({ method: 'HEAD', path: `/v2/${r.name}/blobs/${digest}`, kind: 'blob', repository: r.name });
       res.body.resume();
+      this.scope.grant(r, digest);
       return { size: contentLength(res.headers), source: 'upstream' };
     } catch (err) {
       if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
