@@ -14,6 +14,7 @@ import { isNoSpace } from '../storage/space.js';
 import { verifiedStream } from '../storage/verify-stream.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import { BlobFill } from './blob-fill.js';
+import { firstByte } from './first-byte.js';
 import type { SharedFill } from './fills.js';
 import { asUpstreamError, contentLength, type MirrorContext } from './mirror-context.js';
 import type { Holding, RepoScope } from './mirror-scope.js';
@@ -115,9 +116,24 @@ export class MirrorBlobs {
           if (running.state === 'failed' && isNoSpace(running.error)) return (await this.streamThrough(r, digest, false)).open(range);
           if (running.state === 'failed') throw toRegistryError(asUpstreamError(running, r), 'BLOB_UNKNOWN');
           if (running.state === 'done') return this.openStored(digest, range);
-          return running.reader(range?.start ?? 0, range?.end ?? null);
+          return this.untilFirstByte(r, digest, running.reader(range?.start ?? 0, range?.end ?? null), () => running.written);
         },
       };
+    }
+  }
+
+  /**
+   * Hand a stream from upstream to the route only once it has a byte (src/registry/first-byte.ts):
+   * an upstream that stalls after its headers for `headersTimeout` (no progress) is answered 503
+   * with Retry-After while no status line has gone out, instead of an empty reply later.
+   */
+  private async untilFirstByte(r: Routed, digest: Digest, stream: Readable, progress: () => number): Promise<Readable> {
+    try {
+      return await firstByte(stream, { ms: r.upstream.headersTimeout, progress, upstream: r.upstream.name, digest });
+    } catch (err) {
+      const e = err instanceof UpstreamError ? err : new UpstreamError(r.upstream.name, 'unavailable', `blob ${digest}: download failed: ${(err as Error).message}`);
+      this.ctx.log.warn({ upstream: r.upstream.name, digest, cause: e.causeCode ?? e.kind, reason: e.message }, 'blob from upstream failed before its first byte; answered with an error');
+      throw toRegistryError(e, 'BLOB_UNKNOWN');
     }
   }
 
@@ -178,11 +194,16 @@ export class MirrorBlobs {
       digest, size, source: 'upstream',
       open: async (range) => {
         clearTimeout(abandon);
-        return verifiedStream(body as AsyncIterable<Buffer>, {
+        let received = 0;
+        const stream = verifiedStream(body as AsyncIterable<Buffer>, {
           digest, size, ...(range ? { range } : {}),
           mismatch: (reason) => new UpstreamError(upstreamName, 'integrity', `blob ${digest}: ${reason}`),
-          onBytes: (n) => ctx.metrics.upstreamBytes.inc({ upstream: upstreamName }, n),
+          onBytes: (n) => {
+            received += n;
+            ctx.metrics.upstreamBytes.inc({ upstream: upstreamName }, n);
+          },
         });
+        return this.untilFirstByte(r, digest, stream, () => received);
       },
     };
   }
