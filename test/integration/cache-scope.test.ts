@@ -6,7 +6,7 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, refuse,
+  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, refuse, latency,
   type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
@@ -151,4 +151,20 @@ test('a layer both repositories really hold is served through library/a after on
   assert.equal(config.status, 200);
   assert.equal(digestOf(config.body), common.configDigest);
   assert.equal(proxy.count(), 0, 'the config its manifest names needs no confirmation');
+});
+
+test("alice cannot join a download of library/b's blob that bob's pull started", async () => {
+  const img = buildImage({ seed: 'scope-inflight', layers: 1 });
+  await pushImage(upstream.url, 'library/b', 'inflight', img);
+  const layer = img.layers[0]?.digest;
+  assert.ok(layer);
+  proxy.setRules([latency(400, { match: { kind: 'blob', method: 'GET' } })]);
+  const bobs = fetchBlob(berth.url, 'library/b', layer, { headers: bob });
+  await proxy.waitForCount({ kind: 'blob', method: 'GET' }, 1);
+  const alices = await fetchBlob(berth.url, 'library/a', layer, { headers: alice });
+  assert.equal(alices.status, 404, 'not handed the download under way');
+  const own = await bobs;
+  assert.equal(own.status, 200);
+  assert.equal(digestOf(own.body), layer);
+  assert.equal(proxy.count({ kind: 'blob', method: 'GET' }), 1, "bob's download went on, once");
 });
