@@ -6,7 +6,7 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, refuse, latency,
+  startDistribution, startFaultProxy, removeTempDir, buildImage, pushImage, fetchManifest, fetchBlob, digestOf, refuse, latency,
   type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
@@ -29,16 +29,11 @@ async function bearer(user: string, repo: string): Promise<Record<string, string
   return { authorization: `Bearer ${r.token ?? ''}` };
 }
 
-before(async () => {
-  kc = await startKeycloakEmulator();
-  upstream = await startDistribution();
-  secret = buildImage({ seed: 'scope-secret', layers: 2 });
-  common = buildImage({ seed: 'scope-common', layers: 1 });
-  await pushImage(upstream.url, 'library/b', 'secret', secret);
-  await pushImage(upstream.url, 'library/b', 'common', common);
-  await pushImage(upstream.url, 'library/a', 'common', common);
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({
+let root = '';
+
+function config(storage: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    storage,
     upstreams: [upstreamOverride(proxy.url, { tagTtl: '1h' })],
     auth: {
       mode: 'token',
@@ -48,7 +43,20 @@ before(async () => {
         { subjects: ['bob'], actions: ['pull'], repositories: ['docker.io/library/b'] },
       ],
     },
-  });
+  };
+}
+
+before(async () => {
+  kc = await startKeycloakEmulator();
+  upstream = await startDistribution();
+  secret = buildImage({ seed: 'scope-secret', layers: 2 });
+  common = buildImage({ seed: 'scope-common', layers: 1 });
+  await pushImage(upstream.url, 'library/b', 'secret', secret);
+  await pushImage(upstream.url, 'library/b', 'common', common);
+  await pushImage(upstream.url, 'library/a', 'common', common);
+  proxy = await startFaultProxy(upstream.url);
+  berth = await startBerth(config(), { keepRoot: true });
+  root = berth.root;
   alice = await bearer('alice', 'library/a');
   bob = await bearer('bob', 'library/b');
   // bob caches both of library/b's images: every blob and manifest is in the store.
@@ -64,6 +72,7 @@ before(async () => {
 
 after(async () => {
   await berth?.stop();
+  if (root) await removeTempDir(root);
   await proxy?.stop();
   await upstream?.stop();
   await kc?.stop();
@@ -167,4 +176,22 @@ test("alice cannot join a download of library/b's blob that bob's pull started",
   assert.equal(own.status, 200);
   assert.equal(digestOf(own.body), layer);
   assert.equal(proxy.count({ kind: 'blob', method: 'GET' }), 1, "bob's download went on, once");
+});
+
+test('after a restart, with the upstream down, each repository is served what its link records hold and nothing else', async () => {
+  await berth.stop();
+  berth = await startBerth(config({ root }));
+  proxy.setRules([refuse()]);
+  const secretLayer = secret.layers[0]?.digest;
+  const commonLayer = common.layers[0]?.digest;
+  assert.ok(secretLayer && commonLayer);
+  const own = await fetchBlob(berth.url, 'library/b', secretLayer, { headers: bob });
+  assert.equal(own.status, 200, "library/b's manifests name it");
+  assert.equal(digestOf(own.body), secretLayer);
+  const shared = await fetchBlob(berth.url, 'library/a', commonLayer, { headers: alice });
+  assert.equal(shared.status, 200, 'library/a linked the common manifest earlier');
+  assert.equal(digestOf(shared.body), commonLayer);
+  const other = await fetchBlob(berth.url, 'library/a', secretLayer, { headers: alice });
+  assert.equal(other.status, 503, 'not held, and the upstream cannot confirm it');
+  assert.equal(proxy.count({ pathIncludes: '/v2/library/b/' }), 0, "library/b's own content needed no upstream");
 });
