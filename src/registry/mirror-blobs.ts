@@ -14,8 +14,10 @@ import { isNoSpace } from '../storage/space.js';
 import { verifiedStream } from '../storage/verify-stream.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import { BlobFill } from './blob-fill.js';
+import { firstByte } from './first-byte.js';
 import type { SharedFill } from './fills.js';
 import { asUpstreamError, contentLength, type MirrorContext } from './mirror-context.js';
+import type { Holding, RepoScope } from './mirror-scope.js';
 import type { BlobHandle, BlobInfo } from './repository.js';
 import type { Routed } from './routing.js';
 
@@ -23,7 +25,20 @@ import type { Routed } from './routing.js';
 const STREAM_THROUGH_OPEN_MS = 30_000;
 
 export class MirrorBlobs {
-  constructor(private readonly ctx: MirrorContext) {}
+  constructor(private readonly ctx: MirrorContext, private readonly scope: RepoScope) {}
+
+  /**
+   * May this repository have a blob someone else cached, or a fill someone else leads?
+   * (mirror-scope.ts) Throws the catalogued error a miss would end in when it may not.
+   */
+  private async holds(r: Routed, digest: Digest): Promise<Holding> {
+    try {
+      return await this.scope.check(r, digest, 'blob');
+    } catch (err) {
+      if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
+      throw err;
+    }
+  }
 
   /**
    * A handle on a blob: from the store when cached, else from the one upstream fill for this
@@ -31,10 +46,20 @@ export class MirrorBlobs {
    */
   async getBlob(r: Routed, digest: Digest): Promise<BlobHandle> {
     const { ctx } = this;
+    // Checked once, before this client touches content another repository brought in.
+    let holding: Holding | null = null;
     for (let attempt = 0; ; attempt++) {
       const local = await ctx.driver.statBlob(digest);
       if (local) {
-        if (attempt === 0) ctx.count('blob', 'hit');
+        if (holding === null) {
+          holding = await this.holds(r, digest).catch((err: unknown) => {
+            ctx.count('blob', 'miss');
+            throw err;
+          });
+          if (attempt === 0) ctx.count('blob', holding === 'held' ? 'hit' : 'revalidated');
+        } else if (attempt === 0) {
+          ctx.count('blob', 'hit');
+        }
         ctx.hooks?.accessed(digest);
         return {
           digest, size: local.size, source: 'cache',
@@ -55,7 +80,11 @@ export class MirrorBlobs {
       if (attempt === 0) ctx.count('blob', shared ? 'coalesced' : 'miss');
       let fill: SharedFill;
       try {
+        // Joining a fill another repository leads needs the same check as a cached blob; the
+        // fill goes on for its own clients either way.
+        if (shared) holding ??= await this.holds(r, digest);
         fill = await pending;
+        if (!shared) this.scope.grant(r, digest);
       } catch (err) {
         if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
         if (isNoSpace(err)) {
@@ -87,9 +116,24 @@ export class MirrorBlobs {
           if (running.state === 'failed' && isNoSpace(running.error)) return (await this.streamThrough(r, digest, false)).open(range);
           if (running.state === 'failed') throw toRegistryError(asUpstreamError(running, r), 'BLOB_UNKNOWN');
           if (running.state === 'done') return this.openStored(digest, range);
-          return running.reader(range?.start ?? 0, range?.end ?? null);
+          return this.untilFirstByte(r, digest, running.reader(range?.start ?? 0, range?.end ?? null), () => running.written);
         },
       };
+    }
+  }
+
+  /**
+   * Hand a stream from upstream to the route only once it has a byte (src/registry/first-byte.ts):
+   * an upstream that stalls after its headers for `headersTimeout` (no progress) is answered 503
+   * with Retry-After while no status line has gone out, instead of an empty reply later.
+   */
+  private async untilFirstByte(r: Routed, digest: Digest, stream: Readable, progress: () => number): Promise<Readable> {
+    try {
+      return await firstByte(stream, { ms: r.upstream.headersTimeout, progress, upstream: r.upstream.name, digest });
+    } catch (err) {
+      const e = err instanceof UpstreamError ? err : new UpstreamError(r.upstream.name, 'unavailable', `blob ${digest}: download failed: ${(err as Error).message}`);
+      this.ctx.log.warn({ upstream: r.upstream.name, digest, cause: e.causeCode ?? e.kind, reason: e.message }, 'blob from upstream failed before its first byte; answered with an error');
+      throw toRegistryError(e, 'BLOB_UNKNOWN');
     }
   }
 
@@ -150,11 +194,16 @@ export class MirrorBlobs {
       digest, size, source: 'upstream',
       open: async (range) => {
         clearTimeout(abandon);
-        return verifiedStream(body as AsyncIterable<Buffer>, {
+        let received = 0;
+        const stream = verifiedStream(body as AsyncIterable<Buffer>, {
           digest, size, ...(range ? { range } : {}),
           mismatch: (reason) => new UpstreamError(upstreamName, 'integrity', `blob ${digest}: ${reason}`),
-          onBytes: (n) => ctx.metrics.upstreamBytes.inc({ upstream: upstreamName }, n),
+          onBytes: (n) => {
+            received += n;
+            ctx.metrics.upstreamBytes.inc({ upstream: upstreamName }, n);
+          },
         });
+        return this.untilFirstByte(r, digest, stream, () => received);
       },
     };
   }
@@ -164,17 +213,20 @@ export class MirrorBlobs {
     const { ctx } = this;
     const local = await ctx.driver.statBlob(digest);
     if (local) {
-      ctx.count('blob', 'hit');
+      const holding = await this.holds(r, digest);
+      ctx.count('blob', holding === 'held' ? 'hit' : 'revalidated');
       return { size: local.size, source: 'cache' };
     }
     const running = ctx.fills.runningBlob(digest);
     if (running) {
+      await this.holds(r, digest);
       const fill = await running.catch(() => null);
       if (fill && fill.size !== null) return { size: fill.size, source: 'upstream' };
     }
     try {
       const res = await ctx.upstreams.client(r.upstream).request({ method: 'HEAD', path: `/v2/${r.name}/blobs/${digest}`, kind: 'blob', repository: r.name });
       res.body.resume();
+      this.scope.grant(r, digest);
       return { size: contentLength(res.headers), source: 'upstream' };
     } catch (err) {
       if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');

@@ -16,13 +16,15 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { registryError } from '../errors.js';
 import type { CacheResult } from '../metrics/metrics.js';
-import { MANIFEST_TYPES, UPSTREAM_ACCEPT, negotiate, parseManifest, sniffMediaType } from '../oci/media.js';
+import { UPSTREAM_ACCEPT, negotiate, parseManifest } from '../oci/media.js';
+import { validateManifest } from '../oci/manifest-validate.js';
 import { parseDigest, type Digest } from '../oci/reference.js';
 import { header } from '../upstream/client.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
 import type { TagOutcome } from './fills.js';
 import type { TagRecord } from '../storage/records.js';
 import type { MirrorContext } from './mirror-context.js';
+import type { RepoScope } from './mirror-scope.js';
 import type { ManifestRef, ManifestResult } from './repository.js';
 import type { Routed } from './routing.js';
 
@@ -54,7 +56,7 @@ export class MirrorManifests {
   /** Stale answers already logged, once per tag and cause until the tag revalidates again. */
   private readonly staleLogged = new LRUCache<string, true>({ max: 10_000 });
 
-  constructor(private readonly ctx: MirrorContext) {}
+  constructor(private readonly ctx: MirrorContext, private readonly scope: RepoScope) {}
 
   /** The lifecycle layer removed (or is removing) this manifest: stop serving it from memory. */
   forget(digest: string): void {
@@ -79,6 +81,8 @@ export class MirrorManifests {
   private async negotiatedManifest(r: Routed, ref: ManifestRef, accept: Set<string>): Promise<ManifestResult> {
     const byTag = ref.kind === 'tag';
     const result = ref.kind === 'tag' ? await this.manifestByTag(r, ref.tag) : await this.manifestByDigest(r, ref.digest);
+    // What this repository's manifest names (layers, config, index children) is its to serve.
+    this.scope.grantManifest(r, result.digest, result.bytes);
     const n = negotiate(result.mediaType, accept, byTag);
     if (n.ok === true) return result;
     if (n.ok === false) throw registryError('MANIFEST_UNKNOWN', n.reason);
@@ -128,12 +132,16 @@ export class MirrorManifests {
    * whether this call started the fetch or joined one, so a failed fetch is still counted right.
    */
   private async resolveDigest(
-    r: Routed, digest: Digest, onJoin?: (result: CacheResult) => void,
+    r: Routed, digest: Digest, onJoin?: (result: CacheResult) => void, confirmed = false,
   ): Promise<{ value: ManifestResult; result: CacheResult }> {
     const local = await this.localManifest(digest);
     if (local) {
+      // Cached through some repository: served through this one only when it holds the digest
+      // too (mirror-scope.ts). `confirmed`: the upstream just named it for this repository.
+      const holding = confirmed ? 'held' : await this.scope.check(r, digest, 'manifest');
+      this.scope.grantManifest(r, digest, local.bytes);
       this.linkLater(r, digest);
-      return { value: { bytes: local.bytes, mediaType: local.mediaType, digest, stale: false }, result: 'hit' };
+      return { value: { bytes: local.bytes, mediaType: local.mediaType, digest, stale: false }, result: holding === 'held' ? 'hit' : 'revalidated' };
     }
     const key = `${r.upstream.name}|${r.name}|${digest}`;
     this.checkNotFound(key, r);
@@ -214,7 +222,8 @@ export class MirrorManifests {
             return { value: { bytes: local.bytes, mediaType: local.mediaType, digest, stale: false }, result: 'revalidated' };
           }
         }
-        const got = await this.resolveDigest(r, digest);
+        // The HEAD of this repository's tag named the digest: it holds it, whoever cached it.
+        const got = await this.resolveDigest(r, digest, undefined, true);
         await putTag(got.value, now);
         this.staleForget(key);
         // The new digest was already held (another tag or repository): upstream was asked, the cache answered.
@@ -290,9 +299,16 @@ export class MirrorManifests {
     if (want && digest !== want) {
       throw new UpstreamError(r.upstream.name, 'integrity', `manifest ${reference}: bytes hash to ${digest}, expected ${want}`);
     }
-    const ctype = header(res.headers, 'content-type')?.split(';')[0]?.trim();
-    const mediaType = ctype && MANIFEST_TYPES.includes(ctype) ? ctype : (sniffMediaType(bytes) ?? ctype ?? 'application/octet-stream');
+    // Only a manifest is stored as one: bytes that do not parse as the type the upstream declared
+    // (a gzip body, an error page, a by-tag answer without a digest) are a bad gateway, and the
+    // tag's last good manifest, if any, is what the client gets instead (revalidateTag).
+    const valid = validateManifest(bytes, header(res.headers, 'content-type'));
+    if (!valid.ok) {
+      throw new UpstreamError(r.upstream.name, 'bad-response', `${r.upstream.name} sent an invalid manifest for ${r.name}${reference.includes(':') ? '@' : ':'}${reference}: ${valid.reason}`);
+    }
+    const mediaType = valid.mediaType;
     await this.storeManifest(digest, bytes, mediaType);
+    this.scope.grantManifest(r, digest, bytes);
     if (await ctx.record(() => ctx.meta.link(r.upstream.name, r.name, digest, ctx.now()))) {
       this.linked.set(`${r.upstream.name}|${r.name}|${digest}`, true);
     }

@@ -7,7 +7,8 @@
  *
  * This class assembles the parts and is what callers hold: the manifest path
  * (mirror-manifests.ts), the blob path (mirror-blobs.ts), tag lists and the catalog
- * (mirror-tags.ts), the upstream clients (upstreams.ts) and what they share (mirror-context.ts).
+ * (mirror-tags.ts), the upstream clients (upstreams.ts), which repository may serve which cached
+ * digest (mirror-scope.ts) and what they share (mirror-context.ts).
  *
  * Imports: storage/, upstream/, config types, metrics. Never Fastify: the HTTP layer and the
  * pre-warm worker both drive the cache through this class.
@@ -25,6 +26,7 @@ import { MetadataStore } from '../storage/records.js';
 import { MirrorBlobs } from './mirror-blobs.js';
 import { MirrorContext, type CacheHooks } from './mirror-context.js';
 import { MirrorManifests, type CachedManifest } from './mirror-manifests.js';
+import { RepoScope } from './mirror-scope.js';
 import { MirrorTags } from './mirror-tags.js';
 import type { BlobHandle, BlobInfo, CatalogSource, ManifestRef, ManifestResult, Repository } from './repository.js';
 import type { Routed } from './routing.js';
@@ -73,8 +75,9 @@ export class MirrorService implements Repository, CatalogSource {
       metrics: deps.metrics, log: deps.log, now, ...(deps.lookup ? { lookup: deps.lookup } : {}),
     });
     this.ctx = new MirrorContext(deps.driver, this.meta, this.upstreams, this.fills, deps.metrics, deps.log, now, deps.hooks ?? null);
-    this.manifests = new MirrorManifests(this.ctx);
-    this.blobs = new MirrorBlobs(this.ctx);
+    const scope = new RepoScope(this.ctx);
+    this.manifests = new MirrorManifests(this.ctx, scope);
+    this.blobs = new MirrorBlobs(this.ctx, scope);
     this.tags = new MirrorTags(this.ctx);
   }
 

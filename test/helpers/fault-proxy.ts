@@ -60,6 +60,7 @@ export type FaultRule = RuleWindow &
     | { action: 'refuse' }
     | { action: 'latency'; ms: number }
     | { action: 'cutAfter'; bytes: number }
+    | { action: 'stallAfter'; bytes: number }
     | { action: 'flipByte'; offset: number }
     | { action: 'headers'; set: Record<string, string | null> }
     | {
@@ -202,6 +203,14 @@ export function drip(bytes: number, everyMs: number, on: RuleWindow = {}): Fault
   return { ...on, action: 'drip', bytes: Math.max(1, bytes), everyMs };
 }
 
+/**
+ * Send headers (with the full Content-Length), then `bytes` body bytes, then nothing more: the
+ * connection stays open, silent, until the client gives up (or the proxy stops).
+ */
+export function stallAfter(bytes: number, on: RuleWindow = {}): FaultRule {
+  return { ...on, action: 'stallAfter', bytes };
+}
+
 /** Corrupt (XOR 0xff) the body byte at `offset`; length unchanged. */
 export function flipByte(offset: number, on: RuleWindow = {}): FaultRule {
   return { ...on, action: 'flipByte', offset };
@@ -316,6 +325,7 @@ function cutConnection(res: ServerResponse): void {
 
 interface BodyMods {
   cut: number | undefined;
+  stall: number | undefined;
   flips: number[];
   drip?: { bytes: number; everyMs: number };
 }
@@ -339,6 +349,14 @@ async function sendBody(
       if (hits.length > 0) {
         chunk = Buffer.from(chunk);
         for (const f of hits) chunk[f - offset] = (chunk[f - offset] ?? 0) ^ 0xff;
+      }
+      if (mods.stall !== undefined && offset + chunk.length >= mods.stall) {
+        const part = chunk.subarray(0, mods.stall - offset);
+        res.flushHeaders();
+        if (part.length > 0 && (await writeChunk(res, part))) record.bytesSent += part.length;
+        if (!res.destroyed) await new Promise<void>((resolve) => res.once('close', () => resolve()));
+        record.done = true;
+        return; // leaving the loop destroys the upstream body
       }
       if (mods.cut !== undefined && offset + chunk.length >= mods.cut) {
         const part = chunk.subarray(0, mods.cut - offset);
@@ -473,7 +491,7 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
     });
 
     let delay = 0;
-    const mods: BodyMods = { cut: undefined, flips: [] };
+    const mods: BodyMods = { cut: undefined, stall: undefined, flips: [] };
     const headerSets: Record<string, string | null>[] = [];
     let terminal: FaultRule | undefined;
     for (const a of armed) {
@@ -487,6 +505,7 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
       record.faults.push(r.action);
       if (r.action === 'latency') delay += r.ms;
       else if (r.action === 'cutAfter') mods.cut = Math.min(mods.cut ?? Infinity, r.bytes);
+      else if (r.action === 'stallAfter') mods.stall = Math.min(mods.stall ?? Infinity, r.bytes);
       else if (r.action === 'flipByte') mods.flips.push(r.offset);
       else if (r.action === 'drip') mods.drip = { bytes: r.bytes, everyMs: r.everyMs };
       else if (r.action === 'headers') headerSets.push(r.set);

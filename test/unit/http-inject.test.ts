@@ -10,10 +10,12 @@ import type { Digest } from '../../src/oci/reference.js';
 import { makeTempDir, removeTempDir, freePort } from '../helpers/index.js';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}` as Digest;
-const manifest = Buffer.from('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}\n');
-const manifestDigest = sha(manifest);
 const blob = Buffer.from('0123456789abcdefghij');
 const blobDigest = sha(blob);
+// The seeded repository holds the blob through its manifest: a cached blob is served only
+// through a repository that holds it (src/registry/mirror-scope.ts), and the upstream is down.
+const manifest = Buffer.from(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"${blobDigest}","size":${blob.length}}]}\n`);
+const manifestDigest = sha(manifest);
 
 let root: string;
 let s: Services;
