@@ -202,6 +202,15 @@ test('the listing pages with ?n= and a Link header like the OCI catalog, filters
   const badQ = await api<Errors>(`/cache/repositories?q=${encodeURIComponent('a b')}`);
   assert.equal(badQ.status, 400);
   assert.equal(badQ.json.errors[0]?.code, 'NAME_INVALID');
+  const zero = await api<{ repositories: Summary[] }>('/cache/repositories?n=0');
+  assert.deepEqual([zero.status, zero.json.repositories, zero.link], [200, [], undefined]);
+  const twice = await api<Errors>('/cache/repositories?q=a&q=b');
+  assert.equal(twice.status, 400, 'a repeated parameter is refused, not guessed');
+  for (const path of ['/cache/repositories/', '/cache/repositories/Bad..Name']) {
+    const r = await api<Errors>(path);
+    assert.equal(r.status, 400, path);
+    assert.equal(r.json.errors[0]?.code, 'NAME_INVALID', path);
+  }
   const badUpstream = await api<Errors>('/cache/repositories?upstream=quay.io');
   assert.equal(badUpstream.status, 404);
   assert.match(badUpstream.json.errors[0]?.message ?? '', /quay\.io/);
