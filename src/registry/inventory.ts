@@ -65,22 +65,60 @@ type Named = RepoRef & { repository: string };
 
 const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
 
-/** The glob as an anchored expression; throws NAME_INVALID for a pattern no repository name could match. */
-export function compilePattern(pattern: string): RegExp {
+type GlobToken = { kind: 'char'; ch: string } | { kind: 'one' } | { kind: 'star' } | { kind: 'globstar' };
+
+/** A compiled pattern. Matching simulates the pattern as an automaton: linear in the name for any pattern, no backtracking. */
+export interface Pattern {
+  test(name: string): boolean;
+}
+
+/** Compile a glob; throws NAME_INVALID for a pattern no repository name could match. */
+export function compilePattern(pattern: string): Pattern {
   if (pattern.length === 0 || pattern.length > MAX_PATTERN || !/^[a-zA-Z0-9._\-/:*?]+$/.test(pattern)) {
     throw registryError('NAME_INVALID', `"${pattern.slice(0, 80)}" is not a repository pattern: use name characters and the globs * (within a component), ** (across components), ? (one character)`);
   }
-  let body = '';
+  const tokens: GlobToken[] = [];
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i] ?? '';
     if (c === '*' && pattern[i + 1] === '*') {
-      body += '.*';
-      i += 1;
-    } else if (c === '*') body += '[^/]*';
-    else if (c === '?') body += '[^/]';
-    else body += c.replace(/[.]/g, '\\.');
+      while (pattern[i + 1] === '*') i += 1;
+      tokens.push({ kind: 'globstar' });
+    } else if (c === '*') tokens.push({ kind: 'star' });
+    else if (c === '?') tokens.push({ kind: 'one' });
+    else tokens.push({ kind: 'char', ch: c.toLowerCase() });
   }
-  return new RegExp(`^${body}$`, 'i');
+  return { test: (name) => globMatch(tokens, name.toLowerCase()) };
+}
+
+function globMatch(tokens: readonly GlobToken[], text: string): boolean {
+  const m = tokens.length;
+  let states = new Uint8Array(m + 1);
+  const close = (set: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> => {
+    // A star or globstar may match nothing: its successor is live too (tokens run left to right).
+    for (let i = 0; i < m; i++) {
+      const k = tokens[i]?.kind;
+      if (set[i] && (k === 'star' || k === 'globstar')) set[i + 1] = 1;
+    }
+    return set;
+  };
+  states[0] = 1;
+  close(states);
+  for (const c of text) {
+    const next = new Uint8Array(m + 1);
+    let any = false;
+    for (let i = 0; i < m; i++) {
+      if (!states[i]) continue;
+      const t = tokens[i];
+      if (!t) continue;
+      if (t.kind === 'char' ? t.ch === c : t.kind === 'one' ? c !== '/' : false) next[i + 1] = 1;
+      else if (t.kind === 'star' ? c !== '/' : t.kind === 'globstar') next[i] = 1;
+      else continue;
+      any = true;
+    }
+    if (!any) return false;
+    states = close(next);
+  }
+  return states[m] === 1;
 }
 
 export class CacheInventory {
