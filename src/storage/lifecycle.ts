@@ -8,7 +8,8 @@
  *  - eviction.ts  above the high watermark, least recently used images and orphan blobs go.
  *  - removal.ts   removing content in the order that survives a crash (records, then bytes).
  *  - gc.ts        garbage collection, the start-up scan, and repair of records naming missing content.
- *  - purge.ts     an operator removes a repository, a tag or a manifest.
+ *  - purge.ts     an operator removes a repository, a tag or a manifest, or many repositories.
+ *  - inventory.ts what is cached, per repository (tags, sizes, last pulled, pins), read-only.
  *  - disk-full.ts the degraded mode while writes fail with ENOSPC.
  *
  * All changes to the store are serialised on one queue (eviction, GC, purge). The lifecycle
@@ -27,7 +28,9 @@ import { evictPass, overHighMark, type EvictionLimits } from './lifecycle/evicti
 import { collect, repairRecords, scan } from './lifecycle/gc.js';
 import { ReferenceGraph } from './lifecycle/graph.js';
 import { readHolds } from './lifecycle/holds.js';
-import { purge } from './lifecycle/purge.js';
+import { inventory, type InventoryOptions, type RepoInventory } from './lifecycle/inventory.js';
+import { planPurge, purge, purgeMany, type PurgeManyReport } from './lifecycle/purge.js';
+import type { RepoRef } from './lifecycle/holds.js';
 import { UsageIndex } from './lifecycle/usage.js';
 import {
   LIFECYCLE_DEFAULTS, type CacheStats, type EvictionReport, type GcReport, type LifecycleContext, type LifecycleOptions, type PurgeReport,
@@ -37,6 +40,9 @@ export {
   LIFECYCLE_DEFAULTS,
   type CacheStats, type CacheView, type EvictionReport, type GcItem, type GcReport, type LifecycleOptions, type PurgeReport, type RemovalReport,
 } from './lifecycle/types.js';
+export type { InventoryOptions, ManifestInventory, RepoInventory, TagInventory } from './lifecycle/inventory.js';
+export type { PurgeManyReport, RepoPurge } from './lifecycle/purge.js';
+export type { RepoRef } from './lifecycle/holds.js';
 
 export class CacheLifecycle implements CacheEventsPort {
   private readonly driver: StorageDriver;
@@ -298,6 +304,25 @@ export class CacheLifecycle implements CacheEventsPort {
    */
   purge(upstream: string, name: string, reference: string | null): Promise<PurgeReport | null> {
     return this.exclusive(() => purge(this.ctx, upstream, name, reference));
+  }
+
+  /**
+   * What the cache holds for each repository (tags, linked manifests, bytes, last pulled, pins),
+   * in the order given; repositories with no records are left out. Read-only, so it does not wait
+   * for queued passes; a pass running meanwhile may show in one repository and not another.
+   */
+  async inventory(repos: readonly RepoRef[], opts: InventoryOptions): Promise<RepoInventory[]> {
+    await this.graph.learned();
+    return inventory(this.ctx, repos, opts);
+  }
+
+  /**
+   * Remove several whole repositories (purge by pattern), or with dryRun only report what would
+   * go: the same totals, each repository with its tags. Shared content stays while anything
+   * outside the set holds it.
+   */
+  purgeRepositories(repos: readonly RepoRef[], opts: { dryRun: boolean }): Promise<PurgeManyReport> {
+    return this.exclusive(() => (opts.dryRun ? planPurge(this.ctx, repos) : purgeMany(this.ctx, repos)));
   }
 
   /** Run `fn` after every change queued before it: one change to the store at a time. */

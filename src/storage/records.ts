@@ -147,6 +147,11 @@ export class MetadataStore {
     return this.driver.deleteMeta(`${repoKey(upstream, name)}/_manifests/${digestKey(digest)}`);
   }
 
+  /** The link record of one manifest in one repository (when it was linked), or null. */
+  async getLink(upstream: string, name: string, digest: string): Promise<LinkRecord | null> {
+    return this.getJSON<LinkRecord>(`${repoKey(upstream, name)}/_manifests/${digestKey(digest)}`);
+  }
+
   async linkedManifests(upstream: string, name: string): Promise<string[]> {
     const prefix = `${repoKey(upstream, name)}/_manifests/`;
     const out: string[] = [];

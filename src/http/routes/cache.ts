@@ -7,6 +7,8 @@
  *  - POST   /api/v1/cache/gc[?dryRun=true] collect garbage now
  *  - DELETE /api/v1/cache/<upstream>/<name>[:<tag>|@<digest>]
  *                                         purge a repository, a tag or a manifest
+ *  - GET    /api/v1/cache/repositories[/<name>], POST /api/v1/cache/purge
+ *                                         what is cached, and purge by pattern (cache-list.ts)
  * and, when storage.deleteEnabled, DELETE /v2/<name>/manifests/<ref> (v2.ts calls
  * `app.manifestDelete`, made here by `manifestDeleter`, after its own access check).
  *
@@ -19,6 +21,7 @@ import { checkDigest, isValidTag, looksLikeDigest } from '../../oci/reference.js
 import type { Routed } from '../../registry/routing.js';
 import type { CacheLifecycle } from '../../storage/lifecycle.js';
 import { withFreeBytes } from '../../metrics/metrics.js';
+import { cacheListRoutes } from './cache-list.js';
 
 /** The handler v2.ts calls for DELETE /v2/<name>/manifests/<ref> when storage.deleteEnabled. */
 export function manifestDeleter(lc: CacheLifecycle): (routed: Routed, reference: string, reply: FastifyReply) => Promise<unknown> {
@@ -54,6 +57,8 @@ export async function cacheRoutes(app: FastifyInstance): Promise<void> {
     const raw = (request.query as Record<string, string | undefined> | undefined)?.['dryRun'];
     return lifecycle().gc({ dryRun: raw === 'true' || raw === '1' });
   });
+
+  await app.register(cacheListRoutes);
 
   app.delete('/cache/*', async (request) => {
     const target = (request.params as Record<string, string | undefined>)['*'] ?? '';
