@@ -28,10 +28,10 @@ const METHOD_LABELS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 
 const recorded = new WeakSet<FastifyRequest>();
 
 /**
- * Count the request and write its access line, once. `bytes`: the body bytes a hijacked reply
- * sent (other replies are measured as they are sent).
+ * Count the request and write its access line, once. Body bytes are `request.bytesSent`: measured
+ * by onSend, or counted by the blob route for a hijacked reply as it writes.
  */
-export function recordRequest(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, status: number, bytes?: number): void {
+export function recordRequest(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, status: number): void {
   if (recorded.has(request)) return;
   recorded.add(request);
   const route = request.routeLabel ?? 'other';
@@ -41,7 +41,7 @@ export function recordRequest(app: FastifyInstance, request: FastifyRequest, rep
   const seconds = started !== undefined ? Number(process.hrtime.bigint() - started) / 1e9 : 0;
   if (started !== undefined) app.metrics.httpDuration.observe(labels, seconds);
   // The access log: one line per request; headers (Authorization) are never logged.
-  logRequest(request, reply, status, Math.round(seconds * 1e4) / 10, bytes);
+  logRequest(request, reply, status, Math.round(seconds * 1e4) / 10);
 }
 
 export function installHooks(app: FastifyInstance, extraHeaders: Record<string, string>): void {

@@ -19,7 +19,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** This request's note (cache result, subject), shared with the layers below. */
     logNote: RequestNote | undefined;
-    /** Body bytes sent, when known before the access line is written. */
+    /** Body bytes sent: set by onSend, or counted as they go by a route that hijacks its reply. */
     bytesSent: number | undefined;
   }
 }
@@ -62,8 +62,8 @@ export function subjectOf(request: FastifyRequest): string {
   return request.logNote?.subject ?? ANONYMOUS;
 }
 
-/** The access line. `bytes` overrides what onSend measured (a hijacked blob counts its own). */
-export function logRequest(request: FastifyRequest, reply: FastifyReply, status: number, ms: number, bytes?: number): void {
+/** The access line. */
+export function logRequest(request: FastifyRequest, reply: FastifyReply, status: number, ms: number): void {
   const note = request.logNote;
   const upstream = reply.getHeader('oci-namespace');
   const ua = request.headers['user-agent'];
@@ -74,7 +74,7 @@ export function logRequest(request: FastifyRequest, reply: FastifyReply, status:
     status,
     ...(note?.cache !== undefined ? { cache: note.cache } : {}),
     ...(typeof upstream === 'string' ? { upstream } : {}),
-    bytes: bytes ?? request.bytesSent ?? null,
+    bytes: request.bytesSent ?? null,
     ms,
     ip: request.clientIp,
     userAgent: typeof ua === 'string' ? ua.slice(0, MAX_USER_AGENT) : null,

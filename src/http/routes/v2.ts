@@ -200,10 +200,10 @@ async function sendStream(
   reply.hijack();
   const res = reply.raw;
   res.writeHead(status, headers);
-  let sent = 0;
+  request.bytesSent = 0;
   try {
     const piped = pipeline(stream, res);
-    stream.on('data', (chunk: Buffer) => { sent += chunk.length; });
+    stream.on('data', (chunk: Buffer) => { request.bytesSent = (request.bytesSent ?? 0) + chunk.length; });
     await piped;
     if (length !== null) app.metrics.servedBytes.inc({ source }, length);
   } catch (err) {
@@ -212,7 +212,7 @@ async function sendStream(
     request.log.info({ err: (err as Error).message, digest: headers['docker-content-digest'] }, 'blob response ended early');
     res.destroy();
   } finally {
-    recordRequest(app, request, reply, status, sent);
+    recordRequest(app, request, reply, status);
   }
 }
 
@@ -319,7 +319,7 @@ async function sendFile(
   let a = chunks.take(size);
   let b = chunks.take(size);
   let clean = false;
-  let sent = 0;
+  request.bytesSent = 0;
   try {
     const end = start + length;
     let pos = start;
@@ -331,7 +331,7 @@ async function sendFile(
       // Both must settle before either buffer is touched again.
       const [w, r] = await Promise.allSettled([wrote, next]);
       if (w.status === 'rejected') throw w.reason;
-      sent += n;
+      request.bytesSent += n;
       if (r.status === 'rejected') throw r.reason;
       n = r.value;
       [a, b] = [b, a];
@@ -353,7 +353,7 @@ async function sendFile(
       chunks.give(b);
     }
     stream.destroy();
-    recordRequest(app, request, reply, status, sent);
+    recordRequest(app, request, reply, status);
   }
 }
 
