@@ -120,6 +120,11 @@ export interface LogOptions {
 /** pino-pretty's options: one line per record, the ISO time as pino wrote it, no pid/hostname noise. */
 const PRETTY = { translateTime: false, ignore: 'pid,hostname,service', singleLine: true } as const;
 
+/** Whether `format` means pino-pretty here: `auto` does on a terminal, never into a given destination. */
+export function prettyWanted(format: LogFormat, stdoutIsTTY: boolean, hasDestination: boolean): boolean {
+  return format === 'pretty' || (format === 'auto' && !hasDestination && stdoutIsTTY);
+}
+
 /**
  * A logger at `level` (or `{ level, format }`), to stdout unless a destination is given. With a
  * destination, `auto` means JSON (a test sink or a pipe is no terminal); `pretty` renders into it.
@@ -144,8 +149,7 @@ export function createLogger(options: string | LogOptions, destination?: Destina
       },
     },
   };
-  const prettyOut = format === 'pretty' || (format === 'auto' && !destination && process.stdout.isTTY === true);
-  if (!prettyOut) return destination ? pino(opts, destination) : pino(opts);
+  if (!prettyWanted(format, process.stdout.isTTY === true, destination !== undefined)) return destination ? pino(opts, destination) : pino(opts);
   if (destination) {
     // Rendered in this thread, straight into the given stream (tests, a command's stderr).
     return pino(opts, pretty({ ...PRETTY, colorize: false, sync: true, destination: destination as NodeJS.WritableStream }));
