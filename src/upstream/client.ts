@@ -403,6 +403,7 @@ export class UpstreamClient {
       }
     } catch (err) {
       const reason: unknown = deadline.signal.aborted ? deadline.signal.reason : err;
+      this.debugExchange('GET', realm, (err as { code?: unknown }).code ?? 'error', began);
       this.deps.metrics.upstreamRequests.inc({ upstream: this.name, method: 'GET', kind: 'token', status: 'error' });
       throw fromNetworkError(this.name, reason, what);
     } finally {
