@@ -34,7 +34,7 @@ const serveCommand: Command = {
   positionals: { min: 0, max: 0 },
   async run(args, io) {
     const config = await loadCommandConfig(args, io);
-    await runServe(config, createLogger(config.log.level));
+    await runServe(config, createLogger(config.log));
     return -1; // keep running
   },
 };

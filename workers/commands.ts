@@ -12,7 +12,7 @@
 import { pino } from 'pino';
 import { CONFIG_OPTION, UsageError, flagValue, loadCommandConfig, type Command, type Io } from '../src/app/args.js';
 import { buildCore } from '../src/app/core.js';
-import { createLogger } from '../src/log.js';
+import { audit, cliSubject, createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics/metrics.js';
 import type { PrewarmService, PrewarmView } from '../src/queue/service.js';
 import { PrewarmDeferred, PrewarmPermanentError, type PrewarmOutcome } from '../src/registry/prewarm.js';
@@ -41,7 +41,7 @@ export const workerCommand: Command = {
     const port = flagValue(args, '--port');
     if (port !== null && !/^\d+$/.test(port)) throw new UsageError(workerCommand, `--port takes a port number, got "${port}"`);
     const config = await loadCommandConfig(args, io);
-    const log = createLogger(config.log.level);
+    const log = createLogger(config.log);
     const worker = await startPrewarmWorker(config, log, { port: port === null ? null : Number(port) });
     stopOnSignals(log, () => worker.close(), {
       finishing: 'running pre-warm jobs',
@@ -120,7 +120,7 @@ export const prewarmCommand: Command = {
     const refs = all ? config.prewarm.images.map((i) => i.ref) : args.positionals;
     const json = args.flags.has('--json');
     // The log (warnings and worse) to stderr, beside the progress lines.
-    const log = createLogger(config.log.level === 'info' ? 'warn' : config.log.level, pino.destination(2));
+    const log = createLogger({ ...config.log, level: config.log.level === 'info' ? 'warn' : config.log.level }, pino.destination(2));
     const metrics = new Metrics({ defaults: false });
     const reports: RunReport[] = [];
     const done = (r: RunReport, outcome: PrewarmOutcome | null = null): void => {
@@ -128,6 +128,7 @@ export const prewarmCommand: Command = {
       if (!json) io.out.write(`${line(r, outcome)}\n`);
     };
     const queued = config.redis.url !== null;
+    for (const ref of refs) audit(log, { action: 'prewarm.trigger', subject: cliSubject(), target: ref, via: 'cli', queued });
     const core = await buildCore(config, log, { store: 'shared', mirror: !queued, prewarm: true, metrics });
     const service = core.prewarm;
     if (!service) throw new Error('prewarm needs the pre-warm service');

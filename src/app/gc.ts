@@ -9,7 +9,7 @@
  * write access times (the server owns them).
  */
 import { access } from 'node:fs/promises';
-import { createLogger } from '../log.js';
+import { audit, cliSubject, createLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
 import type { GcReport } from '../storage/lifecycle.js';
 import { CONFIG_OPTION, loadCommandConfig, type Command } from './args.js';
@@ -41,7 +41,7 @@ export const gcCommand: Command = {
     }
     // Warnings and errors only, on stderr: stdout carries the report.
     const level = ['info', 'debug', 'trace'].includes(config.log.level) ? 'warn' : config.log.level;
-    const log = createLogger(level, { write: (s: string) => void io.err.write(s) });
+    const log = createLogger({ ...config.log, level }, { write: (s: string) => void io.err.write(s) });
     const core = await buildCore(config, log, {
       store: 'shared',
       mirror: false,
@@ -54,6 +54,7 @@ export const gcCommand: Command = {
     try {
       const { repaired } = await lifecycle.start({ timers: false, repair: !dryRun });
       const report = await lifecycle.gc({ dryRun, list: true });
+      audit(log, { action: 'cache.gc', subject: cliSubject(), target: root, via: 'cli', dryRun, blobs: report.blobs, bytes: report.bytes });
       await lifecycle.stop();
       io.out.write(args.flags.has('--json') ? `${JSON.stringify({ root, ...report, records: records(report, repaired) })}\n` : describe(root, report, repaired));
     } finally {

@@ -368,6 +368,8 @@ function headerMap(): MapNode {
 // The schema. Defaults here are the only defaults in Berth.
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** `auto`: pretty (pino-pretty) when stdout is a terminal, JSON lines otherwise. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export const POLICY_ACTIONS = ['pull', 'delete', 'admin', '*'] as const;
 
 export const upstreamSchema = object(
@@ -484,7 +486,7 @@ export const berthSchema = object({
   }),
   // networks: who may scrape /metrics (empty: any); port: serve it on its own listener instead.
   metrics: object({ enabled: boolean(true), networks: textList([]), port: nullableInteger(0, 65535) }),
-  log: object({ level: oneOf(LOG_LEVELS, 'info') }),
+  log: object({ level: oneOf(LOG_LEVELS, 'info'), format: oneOf(LOG_FORMATS, 'auto') }),
 });
 
 function prewarmSchedule(root: Readonly<Record<string, unknown>>): string {

@@ -135,5 +135,5 @@ export interface BerthConfig {
     /** Serve /metrics on this port (on http.host) instead of http.port; null = the main port. */
     port: number | null;
   };
-  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'; format: 'auto' | 'json' | 'pretty' };
 }

@@ -16,6 +16,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import type { CacheLifecycle } from '../storage/lifecycle.js';
 import type { PrewarmService } from '../queue/service.js';
 import { installHooks } from './hooks.js';
+import { notingSubjects } from './request-log.js';
 import { v2Routes } from './routes/v2.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health.js';
 import { apiRoutes } from './routes/api.js';
@@ -78,7 +79,7 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
   app.decorate('config', s.config);
   app.decorate('mirror', s.mirror);
   app.decorate('router', s.router);
-  app.decorate('access', s.access);
+  app.decorate('access', notingSubjects(s.access)); // grants name the subject on the access line
   app.decorate('metrics', s.metrics);
   app.decorate('driver', s.driver);
   app.decorate('readiness', s.readiness ?? []);

@@ -1,9 +1,11 @@
 /**
- * Cross-cutting HTTP behaviour: the headers every response carries, the request metrics, and
- * the one error handler that renders every failure in the OCI envelope — never a stack trace.
+ * Cross-cutting HTTP behaviour: the headers every response carries, the request metrics and the
+ * access line (its fields: src/http/request-log.ts), and the one error handler that renders every
+ * failure in the OCI envelope — never a stack trace.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isRegistryError, registryError, type RegistryError } from '../errors.js';
+import { installRequestLog, logRequest } from './request-log.js';
 
 export const API_VERSION_HEADER = 'docker-distribution-api-version';
 
@@ -25,7 +27,11 @@ const METHOD_LABELS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 
  */
 const recorded = new WeakSet<FastifyRequest>();
 
-export function recordRequest(app: FastifyInstance, request: FastifyRequest, status: number): void {
+/**
+ * Count the request and write its access line, once. Body bytes are `request.bytesSent`: measured
+ * by onSend, or counted by the blob route for a hijacked reply as it writes.
+ */
+export function recordRequest(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, status: number): void {
   if (recorded.has(request)) return;
   recorded.add(request);
   const route = request.routeLabel ?? 'other';
@@ -35,10 +41,11 @@ export function recordRequest(app: FastifyInstance, request: FastifyRequest, sta
   const seconds = started !== undefined ? Number(process.hrtime.bigint() - started) / 1e9 : 0;
   if (started !== undefined) app.metrics.httpDuration.observe(labels, seconds);
   // The access log: one line per request; headers (Authorization) are never logged.
-  request.log.info({ method: request.method, url: request.url, status, ms: Math.round(seconds * 1e4) / 10, ip: request.clientIp }, 'request');
+  logRequest(request, reply, status, Math.round(seconds * 1e4) / 10);
 }
 
 export function installHooks(app: FastifyInstance, extraHeaders: Record<string, string>): void {
+  installRequestLog(app);
   app.decorateRequest('routeLabel', undefined);
   app.decorateRequest('startedAt', undefined);
   app.addHook('onRequest', async (request, reply) => {
@@ -47,7 +54,7 @@ export function installHooks(app: FastifyInstance, extraHeaders: Record<string, 
     for (const [k, v] of Object.entries(extraHeaders)) reply.header(k, v);
   });
   app.addHook('onResponse', async (request, reply) => {
-    recordRequest(app, request, reply.statusCode);
+    recordRequest(app, request, reply, reply.statusCode);
   });
 
   app.setNotFoundHandler(async (request, reply) => {

@@ -7,6 +7,7 @@
  * Imports: storage/, upstream/, metrics, config types. Never Fastify.
  */
 import type { Logger } from 'pino';
+import { noteCacheResult, requestNote } from '../log.js';
 import type { CacheKind, CacheResult, Metrics } from '../metrics/metrics.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { isNoSpace } from '../storage/space.js';
@@ -38,8 +39,17 @@ export class MirrorContext {
     this.hooks = hooks;
   }
 
+  /** Count a client request's cache result, and tell that request's access line (src/log.ts). */
   count(kind: CacheKind, result: CacheResult): void {
     this.metrics.cacheRequests.inc({ kind, result });
+    noteCacheResult(result);
+  }
+
+  /** At debug: why the cache answered as it did (fresh, revalidated, moved, stale), for one repository. */
+  decide(r: Routed, fields: Record<string, unknown>, why: string): void {
+    if (!this.log.isLevelEnabled('debug')) return;
+    const reqId = requestNote()?.reqId;
+    this.log.debug({ ...(reqId !== undefined ? { reqId } : {}), upstream: r.upstream.name, repository: r.name, ...fields }, `cache decision: ${why}`);
   }
 
   /**

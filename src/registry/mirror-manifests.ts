@@ -162,6 +162,7 @@ export class MirrorManifests {
     if (rec && age < r.upstream.tagTtl) {
       const local = await this.localManifest(rec.digest);
       if (local) {
+        ctx.decide(r, { tag, digest: rec.digest, ageMs: age, tagTtlMs: r.upstream.tagTtl }, 'tag checked within tagTtl; served from the cache, upstream not asked');
         ctx.count('manifest', 'hit');
         return { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: false };
       }
@@ -174,6 +175,7 @@ export class MirrorManifests {
         // Answer now; one background revalidation (joined by any other) refreshes the record
         // for the next client. Its failures are the stale path's business, not this client's.
         void ctx.fills.tag(fill, () => this.revalidateTag(r, tag, rec)).promise.catch(() => undefined);
+        ctx.decide(r, { tag, digest: rec.digest, ageMs: age, tagTtlMs: r.upstream.tagTtl }, 'tag older than tagTtl, within staleWhileRevalidate; served from the cache, revalidating in the background');
         ctx.count('manifest', 'hit');
         return { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: false };
       }
@@ -181,6 +183,7 @@ export class MirrorManifests {
     let result: CacheResult = 'miss';
     try {
       this.checkNotFound(key, r);
+      ctx.decide(r, { tag, cachedDigest: rec?.digest ?? null, ageMs: rec ? age : null, tagTtlMs: r.upstream.tagTtl }, rec ? 'tag not checked within tagTtl; revalidating with upstream HEAD' : 'tag not cached; asking upstream');
       const { promise, shared } = ctx.fills.tag(fill, () => this.revalidateTag(r, tag, rec));
       if (shared) result = 'coalesced';
       const out = await promise;
@@ -219,9 +222,11 @@ export class MirrorManifests {
           if (local) {
             await ctx.record(() => ctx.meta.putTag(r.upstream.name, r.name, tag, { ...rec, checkedAt: now }));
             this.staleForget(key);
+            ctx.decide(r, { tag, digest }, 'upstream HEAD names the cached digest; tag revalidated, check time refreshed');
             return { value: { bytes: local.bytes, mediaType: local.mediaType, digest, stale: false }, result: 'revalidated' };
           }
         }
+        ctx.decide(r, { tag, cachedDigest: rec?.digest ?? null, digest }, rec ? 'tag moved upstream; fetching the new digest' : 'tag resolved upstream; fetching its manifest');
         // The HEAD of this repository's tag named the digest: it holds it, whoever cached it.
         const got = await this.resolveDigest(r, digest, undefined, true);
         await putTag(got.value, now);
@@ -242,6 +247,7 @@ export class MirrorManifests {
         const local = await this.localManifest(rec.digest);
         if (local) {
           this.logStaleOnce(key, r, tag, err);
+          ctx.decide(r, { tag, digest: rec.digest, cause: err.kind, status: err.status ?? null, code: err.causeCode ?? null }, 'upstream failed; serving the cached manifest stale');
           return { value: { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: true }, result: 'stale' };
         }
       }

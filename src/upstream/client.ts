@@ -16,6 +16,7 @@ import { Agent, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { requestNote } from '../log.js';
 import { Breaker } from './breaker.js';
 import { RateLimitState } from './ratelimit.js';
 import { UpstreamError, fromNetworkError, fromStatus, parseRetryAfter } from './errors.js';
@@ -300,13 +301,21 @@ export class UpstreamClient {
       const headers: Record<string, string> = { 'user-agent': 'berth', ...req.headers };
       if (sameOrigin && token) headers.authorization = `Bearer ${token}`;
       else if (sameOrigin && basic) headers.authorization = this.basicAuth() ?? '';
-      const res = await this.agent.request({
-        origin: url.origin,
-        path: url.pathname + url.search,
-        method: req.method,
-        headers,
-        ...(signal ? { signal } : {}),
-      });
+      const began = performance.now();
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await this.agent.request({
+          origin: url.origin,
+          path: url.pathname + url.search,
+          method: req.method,
+          headers,
+          ...(signal ? { signal } : {}),
+        });
+      } catch (err) {
+        this.debugExchange(req.method, url, (err as { code?: unknown }).code ?? 'error', began);
+        throw err;
+      }
+      this.debugExchange(req.method, url, res.statusCode, began);
       const hdrs = res.headers as Headers;
       this.rateLimit.observe(hdrs);
       this.publishRateLimit();
@@ -329,6 +338,19 @@ export class UpstreamClient {
       }
       return { res: { status: res.statusCode, headers: hdrs, body: res.body }, from: url };
     }
+  }
+
+  /**
+   * At debug, one line per upstream exchange (each redirect hop, each token request): method,
+   * URL (userinfo and credential parameters scrubbed by the logger's `url` serializer), status or
+   * error code, milliseconds to the response headers. Headers are never logged.
+   */
+  private debugExchange(method: string, url: URL, status: unknown, began: number): void {
+    if (!this.deps.log.isLevelEnabled('debug')) return;
+    const reqId = requestNote()?.reqId;
+    this.deps.log.debug({
+      ...(reqId !== undefined ? { reqId } : {}), upstream: this.name, method, url: url.href, status, ms: Math.round((performance.now() - began) * 10) / 10,
+    }, 'upstream request');
   }
 
   private basicAuth(): string | null {
@@ -364,11 +386,13 @@ export class UpstreamClient {
     const what = `token from ${realm.origin}`;
     let status: number;
     let text: string;
+    const began = performance.now();
     try {
       const res = await this.agent.request({
         origin: realm.origin, path: realm.pathname + realm.search, method: 'GET', headers, signal: AbortSignal.any(signals),
       });
       status = res.statusCode;
+      this.debugExchange('GET', realm, status, began);
       if (status < 200 || status >= 300) {
         await discard(res.body);
         text = '';
@@ -379,6 +403,7 @@ export class UpstreamClient {
       }
     } catch (err) {
       const reason: unknown = deadline.signal.aborted ? deadline.signal.reason : err;
+      this.debugExchange('GET', realm, (err as { code?: unknown }).code ?? 'error', began);
       this.deps.metrics.upstreamRequests.inc({ upstream: this.name, method: 'GET', kind: 'token', status: 'error' });
       throw fromNetworkError(this.name, reason, what);
     } finally {

@@ -119,7 +119,7 @@ describe('defaults', () => {
       oneOff: { perMinute: 10, maxRecords: 50 },
     });
     assert.deepEqual(cfg.metrics, { enabled: true, networks: [], port: null });
-    assert.deepEqual(cfg.log, { level: 'info' });
+    assert.deepEqual(cfg.log, { level: 'info', format: 'auto' });
 
     const loaded = await load();
     assert.deepEqual(loaded, { ...cfg, storage: { ...cfg.storage, root: path.join(dir, 'data') } });

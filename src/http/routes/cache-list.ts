@@ -16,6 +16,7 @@
  *
  * The naming, matching and views live in src/registry/inventory.ts (shared with `berth cache`).
  */
+import { auditRequest } from '../request-log.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { registryError } from '../../errors.js';
 import { CacheInventory, INVENTORY_PAGE, type Selection } from '../../registry/inventory.js';
@@ -82,6 +83,12 @@ export async function cacheListRoutes(app: FastifyInstance): Promise<void> {
 
   app.post('/cache/purge', async (request) => {
     const { sel, dryRun } = purgeBody(request.body);
-    return inventory().purge(sel, dryRun);
+    const result = await inventory().purge(sel, dryRun);
+    if (!dryRun) {
+      auditRequest(request, 'cache.purge', sel.pattern ?? `upstream ${sel.upstream ?? ''}`, {
+        pattern: sel.pattern, upstream: sel.upstream, repositories: result.repositories.length,
+      });
+    }
+    return result;
   });
 }

@@ -22,6 +22,7 @@ import type { Routed } from '../../registry/routing.js';
 import type { CacheLifecycle } from '../../storage/lifecycle.js';
 import { withFreeBytes } from '../../metrics/metrics.js';
 import { cacheListRoutes } from './cache-list.js';
+import { auditRequest } from '../request-log.js';
 
 /** The handler v2.ts calls for DELETE /v2/<name>/manifests/<ref> when storage.deleteEnabled. */
 export function manifestDeleter(lc: CacheLifecycle): (routed: Routed, reference: string, reply: FastifyReply) => Promise<unknown> {
@@ -55,7 +56,9 @@ export async function cacheRoutes(app: FastifyInstance): Promise<void> {
 
   app.post('/cache/gc', async (request) => {
     const raw = (request.query as Record<string, string | undefined> | undefined)?.['dryRun'];
-    return lifecycle().gc({ dryRun: raw === 'true' || raw === '1' });
+    const report = await lifecycle().gc({ dryRun: raw === 'true' || raw === '1' });
+    auditRequest(request, 'cache.gc', 'storage', { dryRun: report.dryRun, blobs: report.blobs, bytes: report.bytes });
+    return report;
   });
 
   await app.register(cacheListRoutes);
@@ -65,6 +68,7 @@ export async function cacheRoutes(app: FastifyInstance): Promise<void> {
     const { upstream, name, reference } = parseTarget(app, target);
     const report = await lifecycle().purge(upstream, name, reference);
     if (!report) throw registryError('NAME_UNKNOWN', `nothing cached for ${target}`);
+    auditRequest(request, 'cache.purge', target, { ...report });
     return { upstream, name, reference, ...report };
   });
 }

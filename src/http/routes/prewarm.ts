@@ -20,6 +20,7 @@ import { registryError } from '../../errors.js';
 import type { PrewarmService } from '../../queue/service.js';
 import { QueueUnavailableError } from '../../queue/transport.js';
 import { PrewarmPermanentError } from '../../registry/prewarm.js';
+import { auditRequest } from '../request-log.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -105,6 +106,7 @@ export async function prewarmRoutes(app: FastifyInstance): Promise<void> {
         }
       }
       const run = await s.enqueue(ref);
+      auditRequest(request, 'prewarm.trigger', run.entry.ref, { jobId: run.jobId, queued: run.queued, configured: run.entry.configured });
       return reply.code(202).send({
         jobId: run.jobId,
         queued: run.queued,

@@ -20,6 +20,7 @@ import { blobDigest, manifestRef, MirrorOnly, type Repository, type RepositoryRe
 import type { AccessItem } from '../../auth/access.js';
 import { parseRange } from '../range.js';
 import { commonHeaders, recordRequest } from '../hooks.js';
+import { auditRequest } from '../request-log.js';
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -94,7 +95,9 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options = {}): Prom
         throw registryError('UNSUPPORTED', 'deletion is not enabled on this mirror (storage.deleteEnabled)');
       }
       await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, access(['delete']));
-      return app.manifestDelete(routed, route.reference, reply);
+      const deleted = await app.manifestDelete(routed, route.reference, reply);
+      auditRequest(request, 'manifest.delete', `${routed.upstream.name}/${routed.name}${route.reference.includes(':') ? '@' : ':'}${route.reference}`);
+      return deleted;
     }
     if (method !== 'GET' && method !== 'HEAD') throw registryError('UNSUPPORTED', `${method} is not supported by this mirror`);
     await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, access(['pull']));
@@ -197,8 +200,11 @@ async function sendStream(
   reply.hijack();
   const res = reply.raw;
   res.writeHead(status, headers);
+  request.bytesSent = 0;
   try {
-    await pipeline(stream, res);
+    const piped = pipeline(stream, res);
+    stream.on('data', (chunk: Buffer) => { request.bytesSent = (request.bytesSent ?? 0) + chunk.length; });
+    await piped;
     if (length !== null) app.metrics.servedBytes.inc({ source }, length);
   } catch (err) {
     // A client that went away, or a fill that failed: the response is cut short, never completed
@@ -206,7 +212,7 @@ async function sendStream(
     request.log.info({ err: (err as Error).message, digest: headers['docker-content-digest'] }, 'blob response ended early');
     res.destroy();
   } finally {
-    recordRequest(app, request, status);
+    recordRequest(app, request, reply, status);
   }
 }
 
@@ -313,6 +319,7 @@ async function sendFile(
   let a = chunks.take(size);
   let b = chunks.take(size);
   let clean = false;
+  request.bytesSent = 0;
   try {
     const end = start + length;
     let pos = start;
@@ -324,6 +331,7 @@ async function sendFile(
       // Both must settle before either buffer is touched again.
       const [w, r] = await Promise.allSettled([wrote, next]);
       if (w.status === 'rejected') throw w.reason;
+      request.bytesSent += n;
       if (r.status === 'rejected') throw r.reason;
       n = r.value;
       [a, b] = [b, a];
@@ -345,7 +353,7 @@ async function sendFile(
       chunks.give(b);
     }
     stream.destroy();
-    recordRequest(app, request, status);
+    recordRequest(app, request, reply, status);
   }
 }
 

@@ -1,0 +1,112 @@
+/**
+ * The access log and the audit lines of the HTTP layer.
+ *
+ * One line per request, at info, written when the response ends (hooks.ts `recordRequest`, or the
+ * blob route by hand for a hijacked reply): method, url (credentials scrubbed by src/log.ts),
+ * route, status, the cache's answer, the upstream, body bytes sent, duration, client address,
+ * user-agent and the authenticated subject. The cache result and the subject come from below
+ * through the request note (src/log.ts), which this file opens for every request; the upstream is
+ * the `OCI-Namespace` the /v2 route already echoes.
+ *
+ * `auditRequest` writes the audit line for a state change made through the API, with the
+ * subject this request authenticated as.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { audit, requestNote, withRequestNote, type RequestNote } from '../log.js';
+import type { AccessController, Grant } from '../auth/access.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** This request's note (cache result, subject), shared with the layers below. */
+    logNote: RequestNote | undefined;
+    /** Body bytes sent: set by onSend, or counted as they go by a route that hijacks its reply. */
+    bytesSent: number | undefined;
+  }
+}
+
+/** The subject an access line names when no credential was checked or accepted. */
+export const ANONYMOUS = 'anonymous';
+
+/** Longest user-agent kept on a line (a hostile client may send kilobytes). */
+const MAX_USER_AGENT = 256;
+
+/**
+ * Opens the request note for every request (first onRequest hook, so every later hook and the
+ * handler run inside it) and measures the body of every reply that is not hijacked.
+ */
+export function installRequestLog(app: FastifyInstance): void {
+  app.decorateRequest('logNote', undefined);
+  app.decorateRequest('bytesSent', undefined);
+  app.addHook('onRequest', (request, _reply, done) => {
+    const note: RequestNote = { reqId: String(request.id) };
+    request.logNote = note;
+    withRequestNote(note, done);
+  });
+  app.addHook('onSend', async (request, reply, payload) => {
+    request.bytesSent = payloadBytes(request, reply, payload);
+    return payload;
+  });
+}
+
+function payloadBytes(request: FastifyRequest, reply: FastifyReply, payload: unknown): number | undefined {
+  if (request.method === 'HEAD' || reply.statusCode === 304 || payload === null || payload === undefined) return 0;
+  if (typeof payload === 'string') return Buffer.byteLength(payload);
+  if (Buffer.isBuffer(payload)) return payload.length;
+  // A stream: what it announced.
+  const len = reply.getHeader('content-length');
+  return len !== undefined && /^\d+$/.test(String(len)) ? Number(len) : undefined;
+}
+
+/** The authenticated subject of this request, or `anonymous`. */
+export function subjectOf(request: FastifyRequest): string {
+  return request.logNote?.subject ?? ANONYMOUS;
+}
+
+/** The access line. */
+export function logRequest(request: FastifyRequest, reply: FastifyReply, status: number, ms: number): void {
+  const note = request.logNote;
+  const upstream = reply.getHeader('oci-namespace');
+  const ua = request.headers['user-agent'];
+  request.log.info({
+    method: request.method,
+    url: request.url,
+    route: request.routeLabel ?? 'other',
+    status,
+    ...(note?.cache !== undefined ? { cache: note.cache } : {}),
+    ...(typeof upstream === 'string' ? { upstream } : {}),
+    bytes: request.bytesSent ?? null,
+    ms,
+    ip: request.clientIp,
+    userAgent: typeof ua === 'string' ? ua.slice(0, MAX_USER_AGENT) : null,
+    subject: subjectOf(request),
+  }, 'request');
+}
+
+/** The audit line for a state change this request made. */
+export function auditRequest(request: FastifyRequest, action: string, target: string, details: Record<string, unknown> = {}): void {
+  audit(request.log, { action, subject: subjectOf(request), target, ip: request.clientIp, ...details });
+}
+
+/**
+ * The access controller, with each grant's subject noted on the current request (so the access
+ * line and audit lines name who it was). A proxy: answers, errors and every other member pass
+ * through unchanged, whatever the controller grows.
+ */
+export function notingSubjects(access: AccessController): AccessController {
+  const note = (g: Grant): Grant => {
+    const n = requestNote();
+    if (n && g.subject) n.subject = g.subject;
+    return g;
+  };
+  return new Proxy(access, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop, target);
+      if (typeof v !== 'function') return v;
+      const fn = v as (...args: unknown[]) => unknown;
+      if (prop === 'authorize' || prop === 'authorizeAdmin') {
+        return async (...args: unknown[]) => note((await fn.apply(target, args)) as Grant);
+      }
+      return fn.bind(target);
+    },
+  });
+}
