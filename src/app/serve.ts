@@ -16,7 +16,7 @@ import { buildApp } from '../http/app.js';
 import { redisCheck, type ReadinessCheck } from '../http/routes/health.js';
 import { noWorkerWarning } from '../http/routes/prewarm.js';
 import { serve } from '../http/server.js';
-import { TlsReloader, loadTls } from '../http/tls.js';
+import { TlsReloader, describePair, loadTls } from '../http/tls.js';
 import { Server as TlsServer } from 'node:tls';
 import type { Metrics } from '../metrics/metrics.js';
 import { keepSchedulesInStep } from '../queue/background.js';
@@ -97,6 +97,7 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
   const server = app.server;
   const reloader = tls && server instanceof TlsServer ? new TlsReloader({ server, http: config.http, current: tls, log }) : null;
   await reloader?.start();
+  if (tls) log.info({ ...describePair(tls), reloadInterval: config.http.tls.reloadInterval }, 'HTTPS with this certificate; the files are re-read when they change');
   const background = await startBackground(core);
   return {
     config, app, mirror, driver: core.driver, metrics: core.metrics, access, lifecycle, prewarm: core.prewarm, log,

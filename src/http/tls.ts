@@ -16,6 +16,7 @@ import { stat } from 'node:fs/promises';
 import type { Server as TlsServer } from 'node:tls';
 import type { ServerOptions } from 'node:https';
 import type { Logger } from 'pino';
+import { Agent } from 'undici';
 import { readTlsPair, type TlsPair } from '../config/disk.js';
 import { ConfigError } from '../config/errors.js';
 import type { BerthConfig } from '../config/types.js';
@@ -42,6 +43,14 @@ export function httpsOptions(pair: TlsPair, http: HttpConfig): ServerOptions {
 /** What the log says about a pair. */
 export function describePair(pair: TlsPair): Record<string, string> {
   return { fingerprint: pair.fingerprint, subject: pair.subject, names: pair.names, notAfter: pair.notAfter };
+}
+
+/**
+ * For `berth healthcheck`, which asks this host's own port: the certificate names the public host,
+ * not 127.0.0.1, so it is not verified; the probe only asks whether the server answers.
+ */
+export function localProbeDispatcher(): Agent {
+  return new Agent({ connect: { rejectUnauthorized: false } });
 }
 
 export interface TlsReloaderOptions {

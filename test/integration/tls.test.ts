@@ -9,6 +9,8 @@ import { connect } from 'node:tls';
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
+import { stringify } from 'yaml';
+import { runCommand } from '../helpers/clients.js';
 import { buildImage, makeTempDir, pushImage, removeTempDir, startDistribution, type BuiltImage, type Distribution } from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
 import { issueCert, makeCa, type TestCa, type TestCert } from '../helpers/certs.js';
@@ -106,6 +108,19 @@ test('serves the registry API over HTTPS with the configured certificate, and re
   }
   assert.equal(await peerFingerprint(), certA.fingerprint);
   await assert.rejects(request(`http://127.0.0.1:${berth.port}/v2/`, { headersTimeout: 5000, bodyTimeout: 5000 }).then((r) => r.body.text()));
+});
+
+test('berth healthcheck (the image HEALTHCHECK) probes over https when http.tls is set', async () => {
+  const file = join(dir, 'healthcheck.yaml');
+  const tls = { certificate: join(secret, 'tls.crt'), key: join(secret, 'tls.key') };
+  await writeFile(file, stringify({ http: { host: '127.0.0.1', port: berth.port, tls }, storage: { root: join(dir, 'hc-data') } }));
+  const ok = await runCommand(process.execPath, ['dist/src/cli.js', 'healthcheck', '--config', file], { check: false, timeoutMs: 30_000 });
+  assert.equal(ok.code, 0, ok.stderr);
+  // The same port without TLS in the config: plain HTTP to a TLS server does not answer.
+  await writeFile(file, stringify({ http: { host: '127.0.0.1', port: berth.port }, storage: { root: join(dir, 'hc-data') } }));
+  const plain = await runCommand(process.execPath, ['dist/src/cli.js', 'healthcheck', '--config', file], { check: false, timeoutMs: 30_000 });
+  assert.equal(plain.code, 1);
+  assert.match(plain.stderr, /berth healthcheck: http:\/\/127\.0\.0\.1:\d+\/healthz/);
 });
 
 test('a rotated pair (another CA, symlink swap) is served to new connections within seconds, without a restart', async () => {
