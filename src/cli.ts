@@ -20,6 +20,7 @@ import { StartupError } from './app/errors.js';
 import { cacheCommands } from './app/cache-command.js';
 import { gcCommand } from './app/gc.js';
 import { runServe } from './app/serve.js';
+import { localProbeDispatcher } from './http/tls.js';
 import { prewarmCommands } from '../workers/commands.js';
 
 /** How long `berth healthcheck` waits for an answer. */
@@ -62,7 +63,8 @@ const healthcheckCommand: Command = {
   summary: 'probe the local server on the port the config resolves to (the image\'s HEALTHCHECK)',
   details: [
     'Loads the config as serve does (YAML, BERTH_HTTP_PORT, REGISTRY_HTTP_ADDR) and asks',
-    'http://<http.host, or 127.0.0.1 for a wildcard>:<http.port>/healthz (or /readyz).',
+    'http(s)://<http.host, or 127.0.0.1 for a wildcard>:<http.port>/healthz (or /readyz);',
+    'https when http.tls is set, without verifying the certificate (it names the public host).',
     `options:\n${CONFIG_OPTION}`,
     'exit status: 0 answered 200, 1 anything else, 2 usage, 78 bad config',
   ].join('\n'),
@@ -73,9 +75,11 @@ const healthcheckCommand: Command = {
     if (path !== '/healthz' && path !== '/readyz') throw new UsageError(healthcheckCommand, `probe /healthz or /readyz, not "${path}"`);
     const config = await loadCommandConfig(args, io);
     const host = ['0.0.0.0', '::', ''].includes(config.http.host) ? '127.0.0.1' : config.http.host;
-    const url = `http://${host.includes(':') ? `[${host}]` : host}:${config.http.port}${path}`;
+    const tls = config.http.tls.certificate !== null;
+    const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${config.http.port}${path}`;
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(HEALTHCHECK_TIMEOUT_MS) });
+      const init = { signal: AbortSignal.timeout(HEALTHCHECK_TIMEOUT_MS), ...(tls ? { dispatcher: localProbeDispatcher() } : {}) };
+      const res = await fetch(url, init as RequestInit);
       await res.body?.cancel();
       if (res.ok) return 0;
       io.err.write(`berth healthcheck: ${url} answered ${res.status}\n`);

@@ -30,6 +30,8 @@ export const Errors = {
   UNAVAILABLE: oci('UNAVAILABLE', 503, 'upstream registry unavailable'),
   BAD_GATEWAY: oci('UNKNOWN', 502, 'upstream registry answered with an error'),
   UNKNOWN: oci('UNKNOWN', 500, 'unknown error'),
+  /** A path no route serves outside /v2 (the admin API): not a repository, so not NAME_UNKNOWN. */
+  NOT_FOUND: oci('NOT_FOUND', 404, 'no such route'),
 } as const;
 
 export type ErrorName = keyof typeof Errors;

@@ -4,7 +4,7 @@
  * service handed to `buildApp` up front. Then what runs beside the server for the life of the
  * process: the lifecycle (index, GC every storage.gcInterval), pre-warm (in-process scheduler and
  * worker, or the BullMQ schedulers kept in step with Redis, with a warning while no `berth worker`
- * consumes the queue). `createServices` does all of that without listening, so tests start a whole
+ * consumes the queue), and the TLS reloader when http.tls is set (src/http/tls.ts). `createServices` does all of that without listening, so tests start a whole
  * mirror on port 0; `runServe` adds the listener (src/http/server.ts) for the CLI.
  */
 import type { FastifyInstance } from 'fastify';
@@ -16,6 +16,8 @@ import { buildApp } from '../http/app.js';
 import { redisCheck, type ReadinessCheck } from '../http/routes/health.js';
 import { noWorkerWarning } from '../http/routes/prewarm.js';
 import { serve } from '../http/server.js';
+import { TlsReloader, describePair, loadTls } from '../http/tls.js';
+import { Server as TlsServer } from 'node:tls';
 import type { Metrics } from '../metrics/metrics.js';
 import { keepSchedulesInStep } from '../queue/background.js';
 import type { PrewarmService } from '../queue/service.js';
@@ -58,6 +60,8 @@ export interface ServiceOptions {
 
 /** Everything `berth serve` runs, built and started, not listening. */
 export async function createServices(config: BerthConfig, log: Logger, opts: ServiceOptions = {}): Promise<Services> {
+  // Read before anything starts: a pair that does not load stops serve with the key to fix.
+  const tls = await loadTls(config.http);
   const core = await buildCore(config, log, {
     store: 'own',
     lifecycle: opts.lifecycle ?? {},
@@ -88,12 +92,17 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
   }
   const app = await buildApp({
     config, mirror, router: core.router, access, metrics: core.metrics, driver: core.driver, logger: log, readiness,
-    lifecycle, prewarm: core.prewarm,
+    lifecycle, prewarm: core.prewarm, tls,
   });
+  const server = app.server;
+  const reloader = tls && server instanceof TlsServer ? new TlsReloader({ server, http: config.http, current: tls, log }) : null;
+  await reloader?.start();
+  if (tls) log.info({ ...describePair(tls), reloadInterval: config.http.tls.reloadInterval }, 'HTTPS with this certificate; the files are re-read when they change');
   const background = await startBackground(core);
   return {
     config, app, mirror, driver: core.driver, metrics: core.metrics, access, lifecycle, prewarm: core.prewarm, log,
     async close() {
+      reloader?.stop();
       // Node closes only the connections idle at the moment of close(); a keep-alive connection
       // whose last response finishes later would hold the process until its timeout. Sweep them.
       const sweep = setInterval(() => app.server.closeIdleConnections(), 100);

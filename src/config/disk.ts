@@ -1,14 +1,16 @@
 /**
  * Checks on what the config names on disk (loadConfig only, so `serve` and `config check` run
  * the same ones): the token-signing bundle is a readable PEM file whose certificates and keys
- * parse and can verify tokens; a JWKS file is readable JSON with a `keys` array; the storage root
+ * parse and can verify tokens; the HTTPS certificate and key are readable PEM files that belong
+ * together (`readTlsPair`, also what src/http/tls.ts loads and reloads); a JWKS file is readable JSON with a `keys` array; the storage root
  * is a directory Berth can create entries in, proved by creating and removing a probe directory.
  *
  * Every check is bounded: files are read up to MAX_FILE_BYTES, and the whole check gives up after
  * CHECK_TIMEOUT_MS (a hung network mount) with a message naming the key. Messages never carry
  * OpenSSL's own error text; they say which block of which file is wrong and how.
  */
-import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { mkdtemp, open, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from './errors.js';
@@ -27,6 +29,8 @@ const CHECK_TIMEOUT_MS = 5_000;
  */
 export async function checkConfigFiles(cfg: BerthConfig): Promise<void> {
   const { rootCertBundle, jwks } = cfg.auth.token;
+  const { tls } = cfg.http;
+  if (tls.certificate !== null && tls.key !== null) await bounded('http.tls.certificate', tls.certificate, readTlsPair(tls.certificate, tls.key).then(() => undefined));
   if (rootCertBundle !== null) await bounded('auth.token.rootCertBundle', rootCertBundle, checkPemBundle(rootCertBundle, 'auth.token.rootCertBundle'));
   if (jwks !== null && !looksLikeUrl(jwks)) await bounded('auth.token.jwks', jwks, checkJwksFile(jwks, 'auth.token.jwks'));
   if (cfg.storage.driver === 'filesystem') await bounded('storage.root', cfg.storage.root, usableDirectory(cfg.storage.root, 'storage.root'));
@@ -110,6 +114,74 @@ async function checkPemBundle(file: string, key: string): Promise<void> {
   if (usable === 0) {
     throw new ConfigError(key, `${file} holds no PEM certificate or public key (expected "-----BEGIN CERTIFICATE-----" blocks, such as Keycloak's realm certificate)`);
   }
+}
+
+/** A certificate and its key, read and checked by readTlsPair. */
+export interface TlsPair {
+  /** The PEM text as read: the leaf certificate first, then any intermediates. */
+  cert: Buffer;
+  key: Buffer;
+  /** The leaf's SHA-256 fingerprint (`AB:CD:…`), as `openssl x509 -fingerprint -sha256` prints it. */
+  fingerprint: string;
+  subject: string;
+  /** The leaf's subjectAltName (`DNS:mirror.example.com, IP Address:10.0.0.5`), or '' when it has none. */
+  names: string;
+  /** When the leaf expires (ISO 8601). */
+  notAfter: string;
+}
+
+/**
+ * The HTTPS certificate (a PEM chain, leaf first) and private key (PEM, unencrypted), checked
+ * to belong together. Errors name `http.tls.certificate` or `http.tls.key` and say what is wrong
+ * in words, never with OpenSSL's text. Read at boot (serve, config check) and on every change.
+ */
+export async function readTlsPair(certFile: string, keyFile: string): Promise<TlsPair> {
+  const CERT = 'http.tls.certificate';
+  const KEY = 'http.tls.key';
+  const certText = await readSmallFile(certFile, CERT);
+  const keyText = await readSmallFile(keyFile, KEY);
+  const certs = [...certText.matchAll(PEM_BLOCK)].filter((m) => m[1] === 'CERTIFICATE');
+  if (certs.length === 0) throw new ConfigError(CERT, `${certFile} holds no PEM certificate (expected a "-----BEGIN CERTIFICATE-----" block, the server's certificate first)`);
+  const chain = certs.map((m, i) => {
+    try {
+      return new X509Certificate(m[0]);
+    } catch {
+      throw new ConfigError(CERT, `${certFile} certificate ${i + 1} is not a valid PEM certificate (its base64 body does not decode to an X.509 certificate)`);
+    }
+  });
+  const leaf = chain[0];
+  if (leaf === undefined) throw new ConfigError(CERT, `${certFile} holds no PEM certificate`);
+  const keyBlock = [...keyText.matchAll(PEM_BLOCK)].find((m) => /PRIVATE KEY$/.test(m[1] ?? ''));
+  if (keyBlock === undefined) {
+    const hint = /-----BEGIN CERTIFICATE-----/.test(keyText) ? ' (it holds a certificate: are certificate and key swapped?)' : '';
+    throw new ConfigError(KEY, `${keyFile} holds no PEM private key (expected a "-----BEGIN PRIVATE KEY-----" block)${hint}`);
+  }
+  if (keyBlock[1] === 'ENCRYPTED PRIVATE KEY' || /Proc-Type: 4,ENCRYPTED/.test(keyBlock[0])) {
+    throw new ConfigError(KEY, `${keyFile} is encrypted with a passphrase; give Berth an unencrypted key (openssl pkey -in ${keyFile} -out <new file>)`);
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(keyBlock[0]);
+  } catch {
+    throw new ConfigError(KEY, `${keyFile} is not a valid PEM private key (its base64 body does not decode to a key)`);
+  }
+  if (!leaf.checkPrivateKey(privateKey)) {
+    throw new ConfigError(KEY, `${keyFile} is not the key of the certificate in ${certFile} (${leaf.subject.replace(/\n/g, ', ')}, SHA-256 ${leaf.fingerprint256}); give the key the certificate was issued for`);
+  }
+  try {
+    // What the server will do with the pair; catches what the checks above cannot (an unusable chain).
+    createSecureContext({ cert: certText, key: keyBlock[0] });
+  } catch {
+    throw new ConfigError(CERT, `${certFile} and ${keyFile} cannot be used together for TLS (check that the file holds the server certificate first, then its intermediates)`);
+  }
+  return {
+    cert: Buffer.from(certText),
+    key: Buffer.from(keyBlock[0]),
+    fingerprint: leaf.fingerprint256,
+    subject: leaf.subject.replace(/\n/g, ', '),
+    names: leaf.subjectAltName ?? '',
+    notAfter: new Date(leaf.validTo).toISOString(),
+  };
 }
 
 async function checkJwksFile(file: string, key: string): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * Distribution's `REGISTRY_*` environment variables, so a registry:2 deployment's environment
- * works unchanged: token auth, headers, storage root and delete, the listen address, and the
+ * works unchanged: token auth, headers, storage root and delete, the listen address and TLS files, and the
  * pull-through upstream (`REGISTRY_PROXY_*` → the default upstream). Applied before BERTH_*.
  */
 import { setFromText } from './env-berth.js';
@@ -16,6 +16,8 @@ const REGISTRY_PATHS: Readonly<Record<string, ConfigPath>> = {
   REGISTRY_AUTH_TOKEN_JWKS: ['auth', 'token', 'jwks'],
   REGISTRY_STORAGE_DELETE_ENABLED: ['storage', 'deleteEnabled'],
   REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: ['storage', 'root'],
+  REGISTRY_HTTP_TLS_CERTIFICATE: ['http', 'tls', 'certificate'],
+  REGISTRY_HTTP_TLS_KEY: ['http', 'tls', 'key'],
 };
 
 const REGISTRY_PROXY: Readonly<Record<string, 'url' | 'username' | 'password'>> = {

@@ -446,6 +446,9 @@ export const berthSchema = object({
     requestTimeout: duration('10m'),
     idleTimeout: duration('2m'),
     keepAliveTimeout: duration('5s'),
+    // HTTPS on http.port when both PEM files are set (src/http/tls.ts); they are re-read when
+    // they change, checked every reloadInterval, so a rotated certificate needs no restart.
+    tls: object({ certificate: nullableText(), key: nullableText(), reloadInterval: duration('2s') }),
   }),
   storage: object({
     driver: oneOf(['filesystem'], 'filesystem'),

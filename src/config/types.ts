@@ -80,6 +80,13 @@ export interface BerthConfig {
     requestTimeout: number;
     idleTimeout: number;
     keepAliveTimeout: number;
+    /** HTTPS: PEM certificate (chain) and private key files; both null = plain HTTP. */
+    tls: {
+      certificate: string | null;
+      key: string | null;
+      /** How often the two files are checked for a change (ms); a changed pair is loaded without a restart. */
+      reloadInterval: number;
+    };
   };
   storage: {
     driver: 'filesystem';

@@ -26,6 +26,12 @@ export function validate(cfg: BerthConfig): void {
     if (/[\r\n\0]/.test(value)) throw new ConfigError(key, 'header value contains a line break or NUL');
   }
 
+  if ((http.tls.certificate === null) !== (http.tls.key === null)) {
+    const [missing, given] = http.tls.certificate === null ? ['certificate', 'key'] : ['key', 'certificate'];
+    throw new ConfigError(`http.tls.${missing}`, `required when http.tls.${given} is set (HTTPS needs both PEM files; REGISTRY_HTTP_TLS_CERTIFICATE and REGISTRY_HTTP_TLS_KEY)`);
+  }
+  positive(http.tls.reloadInterval, 'http.tls.reloadInterval');
+
   if (storage.maxSize !== null && storage.maxSize <= 0) throw ConfigError.expected('storage.maxSize', 'a size above zero or null', storage.maxSize);
   if (!(storage.lowWatermark > 0 && storage.lowWatermark < storage.highWatermark && storage.highWatermark <= 1)) {
     throw new ConfigError(

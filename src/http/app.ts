@@ -25,6 +25,7 @@ import { installCors } from './cors.js';
 import { applyServerLimits, serverTimeoutOptions } from './limits.js';
 import { installAdminGuard } from './admin-guard.js';
 import { installMetricsListener } from './metrics-listener.js';
+import { httpsOptions, type TlsPair } from './tls.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -61,6 +62,8 @@ export interface AppServices {
   lifecycle?: CacheLifecycle | null;
   /** Pre-warm entries and "run now" (/api/v1/prewarm). */
   prewarm?: PrewarmService | null;
+  /** The certificate pair when http.tls is set: the server speaks HTTPS (src/http/tls.ts). */
+  tls?: TlsPair | null;
 }
 
 export async function buildApp(s: AppServices): Promise<FastifyInstance> {
@@ -74,6 +77,8 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
     // Timeouts that cut clients stalling while they send (src/http/limits.ts).
     ...serverTimeoutOptions(s.config.http),
+    // HTTPS when http.tls names a pair; src/app/serve.ts reloads it when the files change.
+    ...(s.tls ? { https: httpsOptions(s.tls, s.config.http) } : {}),
   }) as unknown as FastifyInstance;
 
   app.decorate('config', s.config);

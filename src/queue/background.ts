@@ -23,7 +23,8 @@ export function keepSchedulesInStep(service: PrewarmService, log: Logger): { sto
       log.info({ entries: service.entries.length }, 'pre-warm schedules are in step with the config');
     } catch (err) {
       if (stopped) return;
-      log.warn({ err: err instanceof Error ? err.message : String(err), retryInSeconds: SYNC_RETRY_MS / 1000 },
+      // QueueUnavailableError's message already names redis.url (src/queue/redis-errors.ts).
+      log.warn({ reason: err instanceof Error ? err.message : String(err), retryInSeconds: SYNC_RETRY_MS / 1000 },
         'could not sync pre-warm schedules with Redis; retrying');
       timer = setTimeout(() => void attempt(), SYNC_RETRY_MS);
       timer.unref();

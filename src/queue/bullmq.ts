@@ -19,6 +19,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { PrewarmDeferred, PrewarmPermanentError } from '../registry/prewarm.js';
 import { JOB_NAME, QUEUE_NAME, entryIdOfScheduler, runJobId, schedulerIdFor, type PrewarmJobData } from './jobs.js';
+import { describeRedisError, redisEndpoint } from './redis-errors.js';
 import { PRODUCER_TIMEOUT_MS, QueueUnavailableError, bounded, retryDelay, type EnqueueResult, type JobProcessor, type PrewarmQueue, type RetryPolicy, type ScheduleSpec } from './transport.js';
 
 /** An entry already running elsewhere: look again after this long. */
@@ -73,11 +74,12 @@ export class BullmqQueue implements PrewarmQueue {
     this.queue.on('error', (err: Error) => this.noteError('queue', err));
   }
 
-  /** Log a connection error once per distinct message (ioredis repeats them on every reconnect). */
+  /** Log a connection error once per distinct reason (ioredis repeats them on every reconnect). */
   private noteError(source: string, err: Error): void {
-    if (err.message === this.lastError) return;
-    this.lastError = err.message;
-    this.opts.log.warn({ source, err: err.message }, 'redis connection problem (pre-warm queue)');
+    const reason = describeRedisError(err, this.opts.url);
+    if (reason === this.lastError) return;
+    this.lastError = reason;
+    this.opts.log.warn({ source, reason }, 'redis connection problem (pre-warm queue)');
   }
 
   /**
@@ -88,7 +90,7 @@ export class BullmqQueue implements PrewarmQueue {
     const p = this.producer;
     if (p.status === 'ready') return;
     if (p.status === 'reconnecting' || p.status === 'close' || p.status === 'end') {
-      throw new QueueUnavailableError(`redis is not reachable (connection ${p.status})`);
+      throw new QueueUnavailableError(`redis at ${redisEndpoint(this.opts.url)} (redis.url) is not reachable (the connection is ${p.status === 'reconnecting' ? 'reconnecting' : 'closed'})`);
     }
     await bounded('the connection', new Promise<void>((resolve, reject) => {
       const ready = (): void => {
@@ -101,7 +103,7 @@ export class BullmqQueue implements PrewarmQueue {
       };
       p.once('ready', ready);
       p.once('error', failed);
-    }));
+    }), this.opts.url);
   }
 
   /** A key of ours beside BullMQ's (never under `<prefix>:<queue>:`, where job ids live). */
@@ -128,7 +130,7 @@ export class BullmqQueue implements PrewarmQueue {
         const id = existing.key;
         if (!wanted.has(id) && entryIdOfScheduler(id) !== null) await this.queue.removeJobScheduler(id);
       }
-    })());
+    })(), this.opts.url);
   }
 
   async enqueue(data: PrewarmJobData): Promise<EnqueueResult> {
@@ -143,7 +145,7 @@ export class BullmqQueue implements PrewarmQueue {
       }
       await this.queue.add(JOB_NAME, data, { ...this.jobOptions(), jobId, removeOnComplete: true, removeOnFail: true });
       return { jobId, queued: true };
-    })());
+    })(), this.opts.url);
   }
 
   async startWorker(processor: JobProcessor, concurrency: number): Promise<void> {
@@ -198,13 +200,13 @@ export class BullmqQueue implements PrewarmQueue {
 
   async workerCount(): Promise<number> {
     await this.connected();
-    return bounded('the worker count', this.queue.getWorkersCount());
+    return bounded('the worker count', this.queue.getWorkersCount(), this.opts.url);
   }
 
   /** PING over the producer connection (readiness, `berth worker`'s /readyz). */
   async ping(): Promise<boolean> {
     try {
-      return (await bounded('PING', this.producer.ping())) === 'PONG';
+      return (await bounded('PING', this.producer.ping(), this.opts.url)) === 'PONG';
     } catch {
       return false;
     }

@@ -103,20 +103,25 @@ export class RedisStatusStore implements StatusStore {
     private readonly key: string,
   ) {}
 
+  /** Where the hash lives, for error messages (redis.url's host and port; never its password). */
+  private get url(): string {
+    return `redis://${this.redis.options.host ?? 'localhost'}:${this.redis.options.port ?? 6379}`;
+  }
+
   async get(id: string): Promise<EntryStatus | null> {
-    return parse(await bounded('a status read', this.redis.hget(this.key, id)));
+    return parse(await bounded('a status read', this.redis.hget(this.key, id), this.url));
   }
 
   async all(): Promise<EntryStatus[]> {
-    const all = await bounded('a status read', this.redis.hgetall(this.key));
+    const all = await bounded('a status read', this.redis.hgetall(this.key), this.url);
     return Object.values(all).map((v) => parse(v)).filter((s): s is EntryStatus => s !== null);
   }
 
   async put(status: EntryStatus): Promise<void> {
-    await bounded('a status write', this.redis.hset(this.key, status.id, JSON.stringify(status)));
+    await bounded('a status write', this.redis.hset(this.key, status.id, JSON.stringify(status)), this.url);
   }
 
   async remove(id: string): Promise<void> {
-    await bounded('a status write', this.redis.hdel(this.key, id));
+    await bounded('a status write', this.redis.hdel(this.key, id), this.url);
   }
 }

@@ -15,6 +15,7 @@
  *  - close: stop taking jobs, let the running ones finish.
  */
 import type { PrewarmJobData } from './jobs.js';
+import { describeRedisError, redisEndpoint } from './redis-errors.js';
 
 export interface QueueJob {
   id: string;
@@ -68,17 +69,23 @@ export class QueueUnavailableError extends Error {
 /** Bound on a producer call (add, upsert, status read): past it the caller hears Redis is unavailable. */
 export const PRODUCER_TIMEOUT_MS = 5_000;
 
-/** Await a producer call for at most PRODUCER_TIMEOUT_MS; any failure becomes QueueUnavailableError. */
-export async function bounded<T>(what: string, p: Promise<T>): Promise<T> {
+/**
+ * Await a producer call to the Redis at `url` (redis.url) for at most PRODUCER_TIMEOUT_MS; any
+ * failure becomes a QueueUnavailableError whose message names redis.url (src/queue/redis-errors.ts).
+ */
+export async function bounded<T>(what: string, p: Promise<T>, url: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new QueueUnavailableError(`redis did not answer ${what} within ${PRODUCER_TIMEOUT_MS} ms`)), PRODUCER_TIMEOUT_MS);
+    timer = setTimeout(
+      () => reject(new QueueUnavailableError(`redis at ${redisEndpoint(url)} (redis.url) did not answer ${what} within ${PRODUCER_TIMEOUT_MS} ms`)),
+      PRODUCER_TIMEOUT_MS,
+    );
   });
   try {
     return await Promise.race([p, timeout]);
   } catch (err) {
     if (err instanceof QueueUnavailableError) throw err;
-    throw new QueueUnavailableError(`redis refused ${what}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new QueueUnavailableError(`${describeRedisError(err, url)} (during ${what})`);
   } finally {
     clearTimeout(timer);
   }

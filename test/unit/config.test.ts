@@ -72,6 +72,7 @@ describe('defaults', () => {
       requestTimeout: 600_000,
       idleTimeout: 120_000,
       keepAliveTimeout: 5_000,
+      tls: { certificate: null, key: null, reloadInterval: 2_000 },
     });
     assert.deepEqual(cfg.storage, {
       driver: 'filesystem',
@@ -242,7 +243,7 @@ describe('unknown keys and wrong types', () => {
       () => parseConfig({ text: 'http:\n  prot: 5001\n', fileName: 'berth.yaml' }),
       isConfigError(
         'http.prot',
-        'config: http.prot: unknown key (known: host, port, publicUrl, cors, trustedProxies, headers, adminNetworks, maxConnections, headersTimeout, requestTimeout, idleTimeout, keepAliveTimeout); did you mean "port"? (at berth.yaml:2:3)',
+        'config: http.prot: unknown key (known: host, port, publicUrl, cors, trustedProxies, headers, adminNetworks, maxConnections, headersTimeout, requestTimeout, idleTimeout, keepAliveTimeout, tls); did you mean "port"? (at berth.yaml:2:3)',
       ),
     );
   });

@@ -4,6 +4,7 @@
  * services' own `status()` objects, never from their internals.
  */
 import type { FastifyInstance } from 'fastify';
+import { registryError } from '../../errors.js';
 import { prewarmRoutes } from './prewarm.js';
 import { cacheRoutes } from './cache.js';
 
@@ -30,4 +31,9 @@ export async function apiRoutes(app: FastifyInstance): Promise<void> {
   await app.register(prewarmRoutes);
   // Cache figures, GC and purge (src/http/routes/cache.ts), likewise under the admin policy.
   await app.register(cacheRoutes);
+  // A mistyped admin path is a route error, not a repository unknown to the registry (the /v2 404).
+  app.setNotFoundHandler(async (request) => {
+    request.routeLabel = 'api';
+    throw registryError('NOT_FOUND', `no admin API route for ${request.method} ${request.url.split('?')[0]}`);
+  });
 }

@@ -13,6 +13,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { registryError } from '../../errors.js';
+import { describeRedisError } from '../../queue/redis-errors.js';
 import { compileNetworks } from '../networks.js';
 
 export interface CheckResult {
@@ -104,14 +105,18 @@ export function redisCheck(url: string, opts: { required?: boolean } = {}): Read
         enableOfflineQueue: false,
         retryStrategy: () => null,
       });
-      // Errors surface through connect()/ping(); without a listener ioredis would print them.
-      client.on('error', () => undefined);
+      // Without a listener ioredis would print errors. connect() may reject with a bare "Connection
+      // is closed." when the socket closes first; the socket's own error (ECONNREFUSED…) says more.
+      let cause: unknown;
+      client.on('error', (err: unknown) => {
+        cause ??= err;
+      });
       try {
         await client.connect();
         const pong = await client.ping();
         return pong === 'PONG' ? { ok: true } : { ok: false, detail: `redis answered PING with ${pong}` };
       } catch (err) {
-        return { ok: false, detail: `redis (redis.url) is not reachable: ${err instanceof Error ? err.message : String(err)}${consequence}` };
+        return { ok: false, detail: `${describeRedisError(cause ?? err, url)}${consequence}` };
       } finally {
         client.disconnect();
       }
