@@ -24,6 +24,7 @@ import { installCors } from './cors.js';
 import { applyServerLimits, serverTimeoutOptions } from './limits.js';
 import { installAdminGuard } from './admin-guard.js';
 import { installMetricsListener } from './metrics-listener.js';
+import { clientErrorHandler, frameworkErrorHandler } from './client-errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -73,6 +74,9 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
     // Timeouts that cut clients stalling while they send (src/http/limits.ts).
     ...serverTimeoutOptions(s.config.http),
+    // Requests refused before our routes see them still get an OCI error body (client-errors.ts).
+    frameworkErrors: frameworkErrorHandler(s.config.http.headers),
+    clientErrorHandler: clientErrorHandler(s.logger, s.config.http.headers),
   }) as unknown as FastifyInstance;
 
   app.decorate('config', s.config);
