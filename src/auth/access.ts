@@ -7,8 +7,9 @@
  * The folder: access.ts (this seam, and OpenAccess for `auth.mode: none`), policy.ts (auth.policy
  * rules), token.ts (the Keycloak docker-v2 token controller), keys.ts (trusted signing keys from
  * the certificate bundle and JWKS), jwt.ts (JWS parsing and pinned-algorithm verification),
- * challenge.ts (the exact 401 challenge), scope.ts (AccessItem, the type they share). It imports
- * config/ and errors.ts, nothing from http/.
+ * challenge.ts (the exact 401 challenge), scope.ts (AccessItem, the type they share, and the
+ * repository name a token's scope must carry: upstream included). It imports config/, errors.ts
+ * and upstream/body.ts (the capped, deadlined body read the JWKS fetch shares), nothing from http/.
  */
 import type { PolicyRule } from '../config/types.js';
 import { AccessPolicy } from './policy.js';

@@ -11,21 +11,25 @@
  *
  * Both sources are read again every `auth.token.jwksRefresh`, and a JWKS URL also when a token
  * names a key id nobody knows (at most once per UNKNOWN_KID_COOLDOWN_MS), so a realm key rotation
- * needs no restart. A failing refresh keeps the keys loaded before and logs why.
+ * needs no restart. A failing refresh keeps the keys loaded before and logs why. A JWKS URL is
+ * read under a byte cap and one deadline for the whole exchange (JwksFetchLimits).
  */
 import { createHash, createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { ConfigError } from '../config/errors.js';
+import { discard, readCapped } from '../upstream/body.js';
 import { TokenError, algorithmsFor } from './jwt.js';
 
 /** The shortest gap between two JWKS fetches caused by unknown key ids (abuse guard). */
 export const UNKNOWN_KID_COOLDOWN_MS = 10_000;
 /** While no JWKS has ever loaded, retry this often (or every jwksRefresh, if shorter). */
 const INITIAL_RETRY_MS = 10_000;
-const JWKS_MAX_BYTES = 1024 * 1024;
-const JWKS_TIMEOUT_MS = 10_000;
+/** A realm's JWKS is a few KiB (Keycloak lists 2-4 keys with their certificates); 1 MiB is ample. */
+export const JWKS_MAX_BYTES = 1024 * 1024;
+/** The whole JWKS exchange; it may run on the request path (an unknown kid), so it stays short. */
+export const JWKS_DEADLINE_MS = 10_000;
 /** Longest x5c chain followed. */
 const MAX_CHAIN = 10;
 
@@ -175,30 +179,47 @@ function isUrl(s: string): boolean {
   return /^https?:\/\//i.test(s);
 }
 
-async function fetchJson(url: string): Promise<unknown> {
-  const res = await request(url, {
-    method: 'GET',
-    headers: { accept: 'application/json' },
-    headersTimeout: JWKS_TIMEOUT_MS,
-    bodyTimeout: JWKS_TIMEOUT_MS,
-  });
+/** Bounds on one JWKS fetch; the defaults are JWKS_MAX_BYTES and JWKS_DEADLINE_MS. */
+export interface JwksFetchLimits {
+  maxBytes: number;
+  /** The whole exchange (connect, headers, every body byte) must finish within this long. */
+  deadlineMs: number;
+}
+
+/**
+ * GET the JWKS under a byte cap and an absolute deadline, as every buffered upstream body is read
+ * (src/upstream/body.ts readCapped: a declared or actual size over the cap, an unasked-for content
+ * coding, or a body still dripping at the deadline is cut and nothing of it kept). A realm that
+ * streams forever or a byte every few seconds costs at most `deadlineMs` and `maxBytes`.
+ */
+async function fetchJson(url: string, limits: JwksFetchLimits): Promise<unknown> {
+  const deadlineAt = Date.now() + limits.deadlineMs;
+  // The deadline covers connect and headers here, then readCapped holds the body to the same end.
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), limits.deadlineMs);
+  timer.unref();
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(url, {
+      method: 'GET',
+      headers: { accept: 'application/json' },
+      headersTimeout: limits.deadlineMs,
+      bodyTimeout: limits.deadlineMs,
+      signal: controller.signal,
+    });
+  } catch (err) {
+    if (controller.signal.aborted) throw new Error(`no answer within ${limits.deadlineMs} ms`);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
   if (res.statusCode !== 200) {
-    await res.body.dump();
+    await discard(res.body);
     throw new Error(`HTTP ${res.statusCode}`);
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    const b = chunk as Buffer;
-    size += b.length;
-    if (size > JWKS_MAX_BYTES) {
-      res.body.destroy();
-      throw new Error(`document larger than ${JWKS_MAX_BYTES} bytes`);
-    }
-    chunks.push(b);
-  }
+  const body = await readCapped(res.body, res.headers, { upstream: 'jwks', what: 'JWKS', maxBytes: limits.maxBytes, deadlineAt });
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    return JSON.parse(body.toString('utf8')) as unknown;
   } catch {
     throw new Error('not JSON');
   }
@@ -225,6 +246,8 @@ export interface TrustStoreOptions {
   refreshMs: number;
   log: Logger;
   now?: () => number;
+  /** Caps on a JWKS URL fetch (default JWKS_MAX_BYTES, JWKS_DEADLINE_MS). */
+  fetchLimits?: JwksFetchLimits;
 }
 
 export class TrustStore {
@@ -386,7 +409,8 @@ export class TrustStore {
   private async loadJwks(reason: string): Promise<void> {
     const url = this.opts.jwks as string;
     try {
-      this.applyJwks(parseJwks(await fetchJson(url), 'jwks'));
+      const limits = this.opts.fetchLimits ?? { maxBytes: JWKS_MAX_BYTES, deadlineMs: JWKS_DEADLINE_MS };
+      this.applyJwks(parseJwks(await fetchJson(url, limits), 'jwks'));
       this.jwksLoaded = true;
     } catch (err) {
       const msg = (err as Error).message;

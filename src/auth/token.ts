@@ -9,7 +9,9 @@
  *    leeway, a missing `exp` is expired), then the signing key (x5c chain, `jwk`, or `kid`) and
  *    the signature with the algorithm pinned to the key. Any failure → 401 `invalid_token`.
  * 3. The `access` claim must cover every requested action (`*` covers all) → else 401
- *    `insufficient_scope`.
+ *    `insufficient_scope`. A repository is named as scope.ts scopeName says: upstream included
+ *    for every upstream but the default one, so a token is good for one upstream's repository
+ *    only; the challenge names the same scope.
  * 4. The policy (policy.ts) on `sub` → else 403 DENIED.
  */
 import { BlockList, isIP } from 'node:net';
@@ -21,6 +23,7 @@ import { unauthorized, type ChallengeError } from './challenge.js';
 import { TokenError, parseJws, verifySignature } from './jwt.js';
 import { TrustStore, jwkThumbprint, libtrustKeyId, type TrustedKey } from './keys.js';
 import { AccessPolicy } from './policy.js';
+import { scopeName, type ScopeNaming } from './scope.js';
 
 /** Clock skew tolerated on exp and nbf, as Distribution allows. */
 export const LEEWAY_SECONDS = 60;
@@ -35,6 +38,8 @@ export interface TokenAccessOptions {
   realm: string;
   service: string;
   issuer: string;
+  /** The default upstream and every upstream host: how repositories are named in scopes. */
+  naming: ScopeNaming;
   anonymousPull: boolean;
   anonymousNetworks: string[];
   policy: AccessPolicy;
@@ -81,6 +86,14 @@ export function uncovered(access: Map<string, Set<string>>, items: readonly Acce
   return null;
 }
 
+/** How scopes name repositories: the default upstream (by its configured name, though the config may give an alias) and every upstream host. */
+function scopeNaming(config: BerthConfig): ScopeNaming {
+  const want = config.defaultUpstream.toLowerCase();
+  const d = config.upstreams.find((u) => u.name.toLowerCase() === want || u.aliases.some((a) => a.toLowerCase() === want));
+  const upstreamHosts = new Set(config.upstreams.flatMap((u) => [u.name, ...u.aliases]).map((h) => h.toLowerCase()));
+  return { defaultUpstream: d?.name ?? config.defaultUpstream, upstreamHosts };
+}
+
 function clip(s: string, max = 200): string {
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
@@ -119,6 +132,7 @@ export class TokenAccess implements AccessController {
       realm: t.realm,
       service: t.service,
       issuer: t.issuer,
+      naming: scopeNaming(config),
       anonymousPull: config.auth.anonymous.pull,
       anonymousNetworks: config.auth.anonymous.networks,
       policy: new AccessPolicy(config.auth.policy),
@@ -128,10 +142,13 @@ export class TokenAccess implements AccessController {
     });
   }
 
-  async authorize(input: AuthInput, items: AccessItem[]): Promise<Grant> {
+  async authorize(input: AuthInput, requested: AccessItem[]): Promise<Grant> {
+    // The token must cover, and the challenge names, each repository by its scope name (upstream
+    // included); the policy and the anonymous rule go by upstream and cached name as before.
+    const items = requested.map((i) => ({ ...i, name: scopeName(i, this.o.naming) }));
     const raw = bearerToken(input.authorization);
     if (raw === null) {
-      if (this.anonymousMayPull(input.ip, items)) return { subject: null };
+      if (this.anonymousMayPull(input.ip, requested)) return { subject: null };
       throw this.challenge(items);
     }
     const token = await this.verifyOrChallenge(raw, input, items);
@@ -140,7 +157,7 @@ export class TokenAccess implements AccessController {
       this.o.log.debug({ subject: token.subject, ip: input.ip, needs: `${missing.type}:${missing.name}:${missing.actions.join(',')}` }, 'token does not cover the request');
       throw this.challenge(items, 'insufficient_scope');
     }
-    this.o.policy.enforce(token.subject, items, false);
+    this.o.policy.enforce(token.subject, requested, false);
     return { subject: token.subject };
   }
 

@@ -26,6 +26,7 @@ import { applyServerLimits, serverTimeoutOptions } from './limits.js';
 import { installAdminGuard } from './admin-guard.js';
 import { installMetricsListener } from './metrics-listener.js';
 import { httpsOptions, type TlsPair } from './tls.js';
+import { clientErrorHandler, frameworkErrorHandler } from './client-errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -79,6 +80,9 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
     ...serverTimeoutOptions(s.config.http),
     // HTTPS when http.tls names a pair; src/app/serve.ts reloads it when the files change.
     ...(s.tls ? { https: httpsOptions(s.tls, s.config.http) } : {}),
+    // Requests refused before our routes see them still get an OCI error body (client-errors.ts).
+    frameworkErrors: frameworkErrorHandler(s.config.http.headers),
+    clientErrorHandler: clientErrorHandler(s.logger, s.config.http.headers),
   }) as unknown as FastifyInstance;
 
   app.decorate('config', s.config);

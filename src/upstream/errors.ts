@@ -15,6 +15,9 @@ export type UpstreamFailureKind =
   | 'bad-response' // unexpected status or malformed answer
   | 'integrity'; // bytes did not match their digest, or were cut short
 
+/** Upstream statuses that mean "cannot serve anyone now" rather than "not this request". */
+const OUTAGE_STATUSES = new Set([502, 503, 504]);
+
 export class UpstreamError extends Error {
   readonly kind: UpstreamFailureKind;
   readonly status: number | undefined;
@@ -39,9 +42,17 @@ export class UpstreamError extends Error {
     this.causeCode = opts.causeCode;
   }
 
-  /** Failures that say the upstream itself is unwell (they count towards the breaker). */
+  /**
+   * Failures that say the upstream itself is unwell: they count towards the breaker. An outage is
+   * what no client's choice of request causes — a connection refused, reset or timed out, DNS, a
+   * deadline passed, a body cut, and the statuses a registry or its proxy gives when it cannot
+   * serve anyone (502, 503, 504). A 500 (or another 5xx) answers one request's content: Distribution
+   * answers 500 to a manifest GET by a blob's digest, so counting it let any anonymous client open
+   * the breaker, and with it refuse every cold pull of every repository, with maxFails requests.
+   * Such an answer is still 'unavailable' for the request that got it (stale content, or 503).
+   */
   get isOutage(): boolean {
-    return this.kind === 'unavailable';
+    return this.kind === 'unavailable' && (this.status === undefined || OUTAGE_STATUSES.has(this.status));
   }
 }
 

@@ -344,20 +344,8 @@ export function isHttpTarget(path: string): boolean {
 }
 
 /**
- * Defects in src/ the fuzz has found and reported, recognised by their answer so the property
- * keeps looking for new ones; each has a `todo` test of its own in fuzz.test.ts. Returns the
- * defect's label, or null.
- */
-export function knownDefect(req: FuzzRequest, res: FuzzResponse): string | null {
-  if (req.path.startsWith('/v2') && res.status === 400 && /"code":"FST_ERR_BAD_URL"/.test(res.body.toString('utf8'))) {
-    return 'FST_ERR_BAD_URL: Fastify\'s own 400 body for a path that is not valid UTF-8 once decoded';
-  }
-  return null;
-}
-
-/**
  * What every answer to a fuzzed request must satisfy; returns the violations (none = pass). A
- * request line Node's parser refuses must get a 400 (Fastify's own body: see fuzz.test.ts).
+ * request line Node's parser refuses must get a 400, on /v2 with an OCI error body too.
  * `upstreamFailed`: the upstream answered this request with a 5xx.
  */
 export function checkResponse(req: FuzzRequest, res: FuzzResponse, upstreamFailed = false): string[] {
@@ -370,6 +358,8 @@ export function checkResponse(req: FuzzRequest, res: FuzzResponse, upstreamFaile
   if (!isHttpTarget(req.path)) {
     // Node's HTTP parser refuses the request line before any route sees it.
     if (res.status !== 400) problems.push(`a request line Node cannot parse answered ${res.status}, not 400`);
+    const p = isV2 && req.method !== 'HEAD' ? ociErrorProblem(res) : null;
+    if (p !== null) problems.push(`an unparsable /v2 request line is not answered with an OCI error: ${p}`);
     return problems;
   }
   if (isV2 && res.status >= 400 && res.status < 500 && req.method !== 'HEAD') {
