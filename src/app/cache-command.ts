@@ -17,6 +17,7 @@ import { CacheInventory, type PurgeResult, type RepositorySummary, type Selectio
 import type { CacheLifecycle } from '../storage/lifecycle.js';
 import { CONFIG_OPTION, UsageError, flagValue, loadCommandConfig, type Command, type Io, type ParsedArgs } from './args.js';
 import { buildCore } from './core.js';
+import { formatBytes } from './format.js';
 
 const PATTERN_HELP = [
   'PATTERN is a glob over the repository as a client names it (library/alpine, ghcr.io/org/app)',
@@ -157,13 +158,3 @@ function when(isoTime: string | null): string {
   return isoTime === null ? '-' : `${isoTime.slice(0, 10)} ${isoTime.slice(11, 19)}Z`;
 }
 
-function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u += 1;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}

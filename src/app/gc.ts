@@ -14,6 +14,7 @@ import { Metrics } from '../metrics/metrics.js';
 import type { GcReport } from '../storage/lifecycle.js';
 import { CONFIG_OPTION, loadCommandConfig, type Command } from './args.js';
 import { buildCore } from './core.js';
+import { formatBytes } from './format.js';
 
 export const gcCommand: Command = {
   name: 'gc',
@@ -73,28 +74,18 @@ export function describe(root: string, r: GcReport, repairedAtStart: number): st
   const verb = r.dryRun ? 'would remove' : 'removed';
   const lines = [
     `berth gc${r.dryRun ? ' --dry-run' : ''}: ${root}`,
-    `  ${verb} ${r.blobs} blob(s), ${bytes(r.bytes)}, that nothing references`,
+    `  ${verb} ${r.blobs} blob(s), ${formatBytes(r.bytes)}, that nothing references`,
     `  ${verb} ${r.manifests} manifest record(s) no tag, link or pin holds`,
-    `  ${verb} ${r.spoolFiles} stale temp file(s), ${bytes(r.spoolBytes)}`,
+    `  ${verb} ${r.spoolFiles} stale temp file(s), ${formatBytes(r.spoolBytes)}`,
     `  ${r.dryRun ? 'would drop' : 'dropped'} ${records(r, repairedAtStart)} record(s) naming missing content`,
   ];
   const items = r.items ?? [];
   if (items.length > 0) {
     lines.push('  what would go:');
     const sorted = [...items].sort((a, b) => (a.kind === b.kind ? b.bytes - a.bytes : a.kind === 'manifest' ? -1 : 1));
-    for (const i of sorted) lines.push(`    ${i.kind === 'manifest' ? 'image   ' : 'blob    '} ${i.digest}  ${bytes(i.bytes)}`);
+    for (const i of sorted) lines.push(`    ${i.kind === 'manifest' ? 'image   ' : 'blob    '} ${i.digest}  ${formatBytes(i.bytes)}`);
   }
   lines.push(r.dryRun ? '  (dry run: nothing was changed)' : `  done in ${r.ms} ms`, '');
   return lines.join('\n');
 }
 
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u += 1;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}

@@ -21,6 +21,7 @@ interface Obj {
   apiVersion: string;
   kind: string;
   metadata: { name: string; labels?: Record<string, string> };
+  // Rendered Kubernetes objects are read structurally; their schemas are not typed here.
   spec?: any; // eslint-disable-line @typescript-eslint/no-explicit-any
   data?: Record<string, string>;
 }
