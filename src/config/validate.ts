@@ -19,6 +19,8 @@ export function validate(cfg: BerthConfig): void {
     if (origin !== '*') httpUrl(origin, `http.cors.origins[${i}]`);
   });
   http.trustedProxies.forEach((cidr, i) => checkCidr(cidr, `http.trustedProxies[${i}]`));
+  http.adminNetworks.forEach((cidr, i) => checkCidr(cidr, `http.adminNetworks[${i}]`));
+  cfg.metrics.networks.forEach((cidr, i) => checkCidr(cidr, `metrics.networks[${i}]`));
   for (const [name, value] of Object.entries(http.headers)) {
     const key = `http.headers.${name}`;
     // RFC 9110 token characters; anything else would make Node refuse the header at request time.

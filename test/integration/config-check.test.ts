@@ -28,6 +28,16 @@ const token = (bundle: string): string =>
 
 const cases: Array<{ title: string; yaml: (d: string) => string; message: RegExp }> = [
   {
+    title: 'a bad CIDR in http.adminNetworks',
+    yaml: (d) => `http: {host: 127.0.0.1, port: 0, adminNetworks: [10.0.0.0/40]}\nstorage: {root: ${d}/data}\n`,
+    message: /^config: http\.adminNetworks\[0\]: .*10\.0\.0\.0\/40/,
+  },
+  {
+    title: 'a bad CIDR in metrics.networks',
+    yaml: (d) => `${base(`${d}/data`)}metrics: {networks: [not-a-network]}\n`,
+    message: /^config: metrics\.networks\[0\]: .*not-a-network/,
+  },
+  {
     title: 'a pre-warm image on an unconfigured upstream',
     yaml: (d) => `${base(`${d}/data`)}prewarm:\n  images: [alpine:3.20, quay.io/org/app:1]\n`,
     message: /^config: prewarm\.images\[1\]\.ref: "quay\.io\/org\/app:1" names the registry "quay\.io", which is not a configured upstream/,
