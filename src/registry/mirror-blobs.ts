@@ -80,11 +80,14 @@ export class MirrorBlobs {
       if (attempt === 0) ctx.count('blob', shared ? 'coalesced' : 'miss');
       let fill: SharedFill;
       try {
-        // Joining a fill another repository leads needs the same check as a cached blob; the
-        // fill goes on for its own clients either way.
-        if (shared) holding ??= await this.holds(r, digest);
         fill = await pending;
         if (!shared) this.scope.grant(r, digest);
+        // Joining a fill needs the same check as a cached blob, made once the fill has started:
+        // by then its leader has granted its own repository (registered first, it resumes
+        // first), so a second client of that repository joins without asking upstream, and a
+        // client of another repository is checked (one HEAD) before it reads a byte. The fill
+        // goes on for its own clients either way.
+        if (shared) holding ??= await this.holds(r, digest);
       } catch (err) {
         if (err instanceof UpstreamError) throw toRegistryError(err, 'BLOB_UNKNOWN');
         if (isNoSpace(err)) {
