@@ -209,6 +209,8 @@ export interface WrkResult {
   requests: number;
   non2xx: number;
   socketErrors: number;
+  /** wrk's socket-error breakdown, e.g. `connect 0, read 3, write 0, timeout 17` ('' when none). */
+  socketErrorKinds: string;
 }
 
 function toMs(text: string): number {
@@ -244,7 +246,10 @@ export async function runWrk(url: string, opts: { threads: number; connections: 
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? '0');
   const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const socketErrors = se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
-  return { requestsPerSec: Number(rps), p50Ms: toMs(p50), p99Ms: toMs(p99), requests: Number(total), non2xx, socketErrors };
+  return {
+    requestsPerSec: Number(rps), p50Ms: toMs(p50), p99Ms: toMs(p99), requests: Number(total), non2xx, socketErrors,
+    socketErrorKinds: se ? `connect ${se[1]}, read ${se[2]}, write ${se[3]}, timeout ${se[4]}` : '',
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -198,7 +198,11 @@ export async function runSoak(argv: string[]): Promise<number> {
     lines.push(`| manifests (tag, digest) | ${mConns} | ${m.requests} | ${fmt(m.requestsPerSec, 0)} | ${fmt(m.p50Ms)} | ${fmt(m.p99Ms)} | ${m.non2xx} | ${m.socketErrors} |`);
     lines.push(`| blobs 1-4 MiB | ${bConns} | ${b.requests} | ${fmt(b.requestsPerSec, 0)} | ${fmt(b.p50Ms)} | ${fmt(b.p99Ms)} | ${b.non2xx} | ${b.socketErrors} |`);
     lines.push(`| HEAD manifests and blobs | ${hConns} | ${heads.requests} | ${fmt(heads.requests / opts.seconds, 0)} | ${fmt(pct(heads.latencies, 0.5))} | ${fmt(pct(heads.latencies, 0.99))} | ${heads.errors} (any failure) | – |`);
-    checks.push({ name: 'soak: 0 errors', ok: errors === 0, detail: `${errors} (non-2xx ${m.non2xx + b.non2xx}, socket ${m.socketErrors + b.socketErrors}, HEAD ${heads.errors}) of ${m.requests + b.requests + heads.requests} requests` });
+    const kinds = [m.socketErrorKinds && `manifests: ${m.socketErrorKinds}`, b.socketErrorKinds && `blobs: ${b.socketErrorKinds}`].filter(Boolean).join('; ');
+    checks.push({
+      name: 'soak: 0 errors', ok: errors === 0,
+      detail: `${errors} (non-2xx ${m.non2xx + b.non2xx}, socket ${m.socketErrors + b.socketErrors}${kinds ? ` [${kinds}]` : ''}, HEAD ${heads.errors}) of ${m.requests + b.requests + heads.requests} requests`,
+    });
     checks.push({ name: 'soak: manifest p99 reported', ok: Number.isFinite(m.p99Ms), detail: `${fmt(m.p99Ms)} ms (p50 ${fmt(m.p50Ms)} ms)` });
 
     // Back to baseline: fds exactly (± a few for keep-alive upstream sockets), RSS within 64 MiB.
