@@ -7,11 +7,13 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import {
-  startDistribution, startFaultProxy, buildLargeBlobImage, pushImage, fetchBlob, digestOf, stallAfter,
+  buildLargeBlobImage, pushImage, fetchBlob, digestOf, stallAfter,
   type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 
+let rig: Rig;
 let upstream: Distribution;
 let proxy: FaultProxy;
 let berth: BerthHandle;
@@ -20,9 +22,8 @@ let late: BuiltImage;
 const MiB = 1024 * 1024;
 
 before(async () => {
-  upstream = await startDistribution();
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({ upstreams: [upstreamOverride(proxy.url, { headersTimeout: '1s', bodyTimeout: '3s' })] });
+  rig = await startRig({ upstreams: { 'docker.io': { headersTimeout: '1s', bodyTimeout: '3s' } } });
+  ({ upstream, proxy, berth } = rig);
   early = buildLargeBlobImage({ seed: 'first-byte-early', size: 2 * MiB, raw: true });
   late = buildLargeBlobImage({ seed: 'first-byte-late', size: 2 * MiB, raw: true });
   await pushImage(upstream.url, 'library/stall', 'early', early);
@@ -30,14 +31,11 @@ before(async () => {
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 beforeEach(() => {
-  proxy.setRules([]);
-  proxy.reset();
+  rig.resetProxy();
 });
 
 function layerOf(img: BuiltImage): string {

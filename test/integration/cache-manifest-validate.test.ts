@@ -7,12 +7,14 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, digestOf, status, responseHeaders, MediaTypes,
+  buildImage, pushImage, fetchManifest, digestOf, status, responseHeaders, MediaTypes,
   type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 import { storedBlobs } from './lifecycle-support.js';
 
+let rig: Rig;
 let upstream: Distribution;
 let proxy: FaultProxy;
 let berth: BerthHandle;
@@ -21,22 +23,18 @@ const now = (): number => Date.now() + skew;
 let good: BuiltImage;
 
 before(async () => {
-  upstream = await startDistribution();
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({ upstreams: [upstreamOverride(proxy.url, { tagTtl: '10s' })] }, { now });
+  rig = await startRig({ upstreams: { 'docker.io': { tagTtl: '10s' } }, berthOptions: { now } });
+  ({ upstream, proxy, berth } = rig);
   good = buildImage({ seed: 'validate-good', layers: 1 });
   await pushImage(upstream.url, 'library/good', 'v1', good);
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 beforeEach(() => {
-  proxy.setRules([]);
-  proxy.reset();
+  rig.resetProxy();
 });
 
 function ociError(body: Buffer): { code: string; message: string } {

@@ -5,16 +5,18 @@
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startDistribution, startFaultProxy, buildImage, pushImage, fetchManifest, drip, latency,
+  buildImage, pushImage, fetchManifest, drip, latency,
   type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
-import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
+import type { BerthHandle } from '../helpers/berth.js';
+import { startRig, type Rig } from '../helpers/rig.js';
 
 const STALE = '110 - "Response is Stale"';
 const TTL = 60_000;
 // Timeouts that a drip and a slow start never trip; only the deadline can end them.
 const KNOBS = { tagTtl: '60s', headersTimeout: '30s', bodyTimeout: '30s', requestDeadline: '1500ms', failTimeout: '7s', maxFails: 1000 };
 
+let rig: Rig;
 let upstream: Distribution;
 let proxy: FaultProxy;
 let berth: BerthHandle;
@@ -24,9 +26,8 @@ let skew = 0;
 const now = (): number => Date.now() + skew;
 
 before(async () => {
-  upstream = await startDistribution();
-  proxy = await startFaultProxy(upstream.url);
-  berth = await startBerth({ upstreams: [upstreamOverride(proxy.url, KNOBS)] }, { now });
+  rig = await startRig({ upstreams: { 'docker.io': KNOBS }, berthOptions: { now } });
+  ({ upstream, proxy, berth } = rig);
   cached = buildImage({ seed: 'deadline-cached', layers: 1 });
   await pushImage(upstream.url, 'library/dripping', 'v1', cached);
   const first = await fetchManifest(berth.url, 'library/dripping', 'v1');
@@ -38,14 +39,11 @@ before(async () => {
 });
 
 after(async () => {
-  await berth?.stop();
-  await proxy?.stop();
-  await upstream?.stop();
+  await rig?.stop();
 });
 
 beforeEach(() => {
-  proxy.setRules([]);
-  proxy.reset();
+  rig.resetProxy();
 });
 
 const getManifest = { match: { kind: 'manifest' as const, method: 'GET' } };
