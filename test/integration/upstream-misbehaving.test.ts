@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
 import { startBerthProcess, type BerthProcess } from '../helpers/berth.js';
+import { streamRepeated } from '../helpers/hostile-body.js';
 
 /** An endless body is cut off here on the hostile side, so a Berth without caps fails by RSS, not by hanging. */
 const ENDLESS_LIMIT = 384 * 1024 * 1024;
@@ -23,27 +24,9 @@ let hostile: Server;
 let origin = '';
 let berth: BerthProcess;
 
-/** Write `chunk` until the peer goes away or `limit` bytes, every `everyMs` (0 = as fast as the socket drains). */
-function stream(res: ServerResponse, chunk: Buffer | string, everyMs = 0, limit = ENDLESS_LIMIT): void {
-  const data = Buffer.from(chunk);
-  let sent = 0;
-  const step = (): void => {
-    while (!res.destroyed && sent < limit) {
-      sent += data.length;
-      if (everyMs > 0) {
-        res.write(data);
-        setTimeout(step, everyMs).unref();
-        return;
-      }
-      if (!res.write(data)) {
-        res.once('drain', step);
-        return;
-      }
-    }
-    if (!res.destroyed) res.end();
-  };
-  step();
-}
+/** Writes `chunk` until the peer goes away or ENDLESS_LIMIT bytes (test/helpers/hostile-body.ts). */
+const stream = (res: ServerResponse, chunk: Buffer | string, everyMs = 0, limit = ENDLESS_LIMIT): void =>
+  streamRepeated(res, chunk, everyMs, limit);
 
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const BODY_CASES = new Set(['endless-manifest', 'endless-error', 'drip', 'short-length', 'huge-length', 'gzip']);

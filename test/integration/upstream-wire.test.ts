@@ -13,6 +13,7 @@ import { defaultConfig } from '../../src/config/load.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { createLogger } from '../../src/log.js';
 import type { UpstreamConfig } from '../../src/config/types.js';
+import { streamRepeated } from '../helpers/hostile-body.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -74,27 +75,6 @@ function client(over: Partial<UpstreamConfig> = {}): UpstreamClient {
 
 const manifestGet = { method: 'GET', path: '/v2/library/x/manifests/1', kind: 'manifest', repository: 'library/x' } as const;
 
-/** Write `chunk` until the client goes away (or `limit` bytes), every `everyMs` (0: as fast as the socket takes it). */
-function stream(res: ServerResponse, chunk: Buffer | string, everyMs = 0, limit = Infinity): void {
-  let sent = 0;
-  const data = Buffer.from(chunk);
-  const step = (): void => {
-    while (!res.destroyed && sent < limit) {
-      sent += data.length;
-      if (everyMs > 0) {
-        res.write(data);
-        setTimeout(step, everyMs).unref();
-        return;
-      }
-      if (!res.write(data)) {
-        res.once('drain', step);
-        return;
-      }
-    }
-    if (!res.destroyed) res.end();
-  };
-  step();
-}
 
 const isKind = (kind: string, cause?: string) => (e: unknown): boolean =>
   e instanceof UpstreamError && e.kind === kind && (cause === undefined || e.causeCode === cause);
@@ -104,7 +84,7 @@ test('an endless tag list is cut at maxBodySize and its connection closed (was: 
   a.handler = (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.write('{"name":"library/x","tags":[');
-    stream(res, '"tag-aaaaaaaaaaaaaaaaaaaaaaaa",');
+    streamRepeated(res, '"tag-aaaaaaaaaaaaaaaaaaaaaaaa",');
   };
   const closedBefore = a.closed;
   const t0 = Date.now();
@@ -117,7 +97,7 @@ test('a tag list dripping a byte at a time hits requestDeadline; the error carri
   const c = client({ requestDeadline: 800, failTimeout: 7000 });
   a.handler = (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
-    stream(res, ' ', 100);
+    streamRepeated(res, ' ', 100);
   };
   const t0 = Date.now();
   await assert.rejects(c.listTags('library/x'), (e: unknown) => isKind('unavailable', 'UPSTREAM_DEADLINE')(e) && (e as UpstreamError).retryAfter === 7);
@@ -129,7 +109,7 @@ test('a manifest sending a byte every 200 ms (never tripping bodyTimeout) is giv
   const c = client({ requestDeadline: 1000, bodyTimeout: 5000 });
   a.handler = (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': '100000' });
-    stream(res, '{', 200);
+    streamRepeated(res, '{', 200);
   };
   const t0 = Date.now();
   await assert.rejects(c.fetchBuffered(manifestGet), isKind('unavailable', 'UPSTREAM_DEADLINE'));
@@ -150,7 +130,7 @@ test('a declared Content-Length over the cap is refused before a byte is read', 
   const c = client({ maxBodySize: 1024 * 1024 });
   a.handler = (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': String(10 * 1024 * 1024) });
-    stream(res, 'x'.repeat(1024), 0, 10 * 1024 * 1024);
+    streamRepeated(res, 'x'.repeat(1024), 0, 10 * 1024 * 1024);
   };
   await assert.rejects(c.fetchBuffered(manifestGet), (e: unknown) => isKind('bad-response', 'BODY_TOO_LARGE')(e) && /declares/.test((e as Error).message));
 });
@@ -179,7 +159,7 @@ test('an error answer with an endless body is classified by its status without r
   const c = client();
   a.handler = (_req, res) => {
     res.writeHead(500, { 'content-type': 'application/json' });
-    stream(res, '{"errors":[{"code":"UNKNOWN"}]}');
+    streamRepeated(res, '{"errors":[{"code":"UNKNOWN"}]}');
   };
   const t0 = Date.now();
   await assert.rejects(c.request(manifestGet), (e: unknown) => isKind('unavailable')(e) && (e as UpstreamError).status === 500);
@@ -204,7 +184,7 @@ test('a token response over maxTokenSize is refused, streamed or declared', asyn
   a.handler = challenging(`${a.origin}/token`, (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.write('{"token":"');
-    stream(res, 'A'.repeat(4096));
+    streamRepeated(res, 'A'.repeat(4096));
   });
   await assert.rejects(c.listTags('library/x'), isKind('bad-response', 'BODY_TOO_LARGE'));
   a.handler = challenging(`${a.origin}/token`, (_req, res) => {
@@ -231,7 +211,7 @@ test('a token endpoint dripping its answer hits requestDeadline', async () => {
   const c = client({ requestDeadline: 800 });
   a.handler = challenging(`${a.origin}/token`, (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
-    stream(res, ' ', 100);
+    streamRepeated(res, ' ', 100);
   });
   await assert.rejects(c.listTags('library/x'), isKind('unavailable', 'UPSTREAM_DEADLINE'));
 });
