@@ -63,10 +63,12 @@ export interface Core {
  * process left staged.
  */
 export async function openDriver(config: BerthConfig, mode: 'own' | 'shared', injected?: StorageDriver): Promise<StorageDriver> {
-  const driver = injected ?? createDriver(config.storage);
+  const driver = injected ?? (await createDriver(config.storage));
   try {
     await driver.init(mode === 'shared' ? { shared: true } : {});
   } catch (err) {
+    // S3 driver: the bucket (not storage.root) is what failed; its message names endpoint and bucket.
+    if ((err as Error | null)?.name === 'S3StoreError') throw new StartupError('storage.s3.bucket', (err as Error).message);
     throw StartupError.fromStorage(config.storage.root, err);
   }
   return driver;

@@ -18,6 +18,13 @@ const REGISTRY_PATHS: Readonly<Record<string, ConfigPath>> = {
   REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: ['storage', 'root'],
   REGISTRY_HTTP_TLS_CERTIFICATE: ['http', 'tls', 'certificate'],
   REGISTRY_HTTP_TLS_KEY: ['http', 'tls', 'key'],
+  // The S3 driver (REGISTRY_STORAGE=s3 chooses it; see applyRegistryEnv).
+  REGISTRY_STORAGE_S3_REGIONENDPOINT: ['storage', 's3', 'endpoint'],
+  REGISTRY_STORAGE_S3_REGION: ['storage', 's3', 'region'],
+  REGISTRY_STORAGE_S3_BUCKET: ['storage', 's3', 'bucket'],
+  REGISTRY_STORAGE_S3_ACCESSKEY: ['storage', 's3', 'accessKeyId'],
+  REGISTRY_STORAGE_S3_SECRETKEY: ['storage', 's3', 'secretAccessKey'],
+  REGISTRY_STORAGE_S3_ROOTDIRECTORY: ['storage', 's3', 'prefix'],
 };
 
 const REGISTRY_PROXY: Readonly<Record<string, 'url' | 'username' | 'password'>> = {
@@ -53,6 +60,14 @@ export function applyRegistryEnv(cfg: Record<string, unknown>, env: NodeJS.Proce
       const proxyField = REGISTRY_PROXY[upper];
       if (proxyField !== undefined) setFromText(cfg, ['upstreams', defaultUpstreamIndex(cfg, name), proxyField], text, name);
     }
+  }
+  const storage = env['REGISTRY_STORAGE'];
+  if (storage !== undefined && storage.trim() !== '') {
+    const driver = storage.trim().toLowerCase();
+    if (driver !== 's3' && driver !== 'filesystem') {
+      throw new ConfigError('REGISTRY_STORAGE', `"${storage}" is not supported by Berth (supported: filesystem, s3)`);
+    }
+    setFromText(cfg, ['storage', 'driver'], driver, 'REGISTRY_STORAGE');
   }
   const auth = env['REGISTRY_AUTH'];
   if (auth !== undefined && auth.trim() !== '') {

@@ -116,6 +116,21 @@ export function text(defaultValue: string | undefined, derive?: (ctx: DeriveCont
 
 export const required = (): LeafNode<string> => text(undefined);
 
+/** Text that may be empty (an S3 key prefix: "" means the bucket's top). */
+export function textOrEmpty(defaultValue: string): LeafNode<string> {
+  const expected = 'a string';
+  return leaf<string>({
+    expected,
+    defaultValue,
+    fromValue: (v, key) => {
+      if (v === null) return '';
+      if (typeof v !== 'string') throw ConfigError.expected(key, expected, v);
+      return v;
+    },
+    fromText: (t) => t,
+  });
+}
+
 /** Text or null; an empty environment variable means null, as `FOO=` in a compose file intends. */
 export function nullableText(): LeafNode<string | null> {
   const expected = 'a string or null';

@@ -8,7 +8,7 @@
  */
 import {
   boolean, dockerHubRealms, duration, fraction, headerMap, integer, list, nullableInteger, nullableSize,
-  nullableText, object, oneOf, realmHostList, required, size, text, textList, type Infer,
+  nullableText, object, oneOf, realmHostList, required, size, text, textList, textOrEmpty, type Infer,
 } from './schema-nodes.js';
 import type { BerthConfig } from './types.js';
 
@@ -101,13 +101,26 @@ export const berthSchema = object({
     tls: object({ certificate: nullableText(), key: nullableText(), reloadInterval: duration('2s') }),
   }),
   storage: object({
-    driver: oneOf(['filesystem'], 'filesystem'),
+    driver: oneOf(['filesystem', 's3'], 'filesystem'),
+    // With driver s3, root is the local staging (spool) folder of fills.
     root: text('./data'),
     maxSize: nullableSize(),
     highWatermark: fraction(0.95),
     lowWatermark: fraction(0.85),
     deleteEnabled: boolean(false),
     gcInterval: duration('1h'),
+    // --- S3 driver (storage.driver: s3; src/storage/s3.ts). endpoint and bucket are required then.
+    s3: object({
+      endpoint: nullableText(),
+      region: text('us-east-1'),
+      bucket: nullableText(),
+      prefix: textOrEmpty(''),
+      forcePathStyle: boolean(true),
+      accessKeyId: nullableText(),
+      secretAccessKey: nullableText(),
+      // A blob GET answered with 307 to a presigned URL on publicEndpoint (default: endpoint).
+      redirect: object({ enabled: boolean(false), publicEndpoint: nullableText(), ttl: duration('10m'), minSize: size('1MiB') }),
+    }),
   }),
   // A list in the file replaces this built-in list; it is not merged item by item.
   upstreams: list(upstreamSchema, BUILTIN_UPSTREAMS),

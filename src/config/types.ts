@@ -89,7 +89,8 @@ export interface BerthConfig {
     };
   };
   storage: {
-    driver: 'filesystem';
+    driver: 'filesystem' | 's3';
+    /** The store's folder (filesystem), or the local staging (spool) folder of fills (s3). */
     root: string;
     maxSize: number | null;
     /** Fractions of maxSize: evict when use passes high, down to low. */
@@ -98,6 +99,27 @@ export interface BerthConfig {
     deleteEnabled: boolean;
     /** How often garbage collection and temp-file sweeping run (ms). */
     gcInterval: number;
+    /** The S3 driver (storage.driver: s3): blobs and records in a bucket. */
+    s3: {
+      endpoint: string | null;
+      region: string;
+      bucket: string | null;
+      /** Key prefix inside the bucket ("" = the top). */
+      prefix: string;
+      forcePathStyle: boolean;
+      /** Null: from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (the SDK's credential chain). */
+      accessKeyId: string | null;
+      secretAccessKey: string | null;
+      redirect: {
+        enabled: boolean;
+        /** Where clients reach the store; null = endpoint. */
+        publicEndpoint: string | null;
+        /** Lifetime of a presigned URL (ms). */
+        ttl: number;
+        /** Smaller blobs are served by Berth (bytes). */
+        minSize: number;
+      };
+    };
   };
   upstreams: UpstreamConfig[];
   defaultUpstream: string;

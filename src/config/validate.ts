@@ -42,6 +42,7 @@ export function validate(cfg: BerthConfig): void {
     );
   }
   positive(storage.gcInterval, 'storage.gcInterval');
+  validateS3(cfg);
 
   validateUpstreams(cfg);
 
@@ -89,6 +90,27 @@ export function validate(cfg: BerthConfig): void {
     checkCron(image.schedule, `${key}.schedule`);
   });
   // log.level and storage.driver need no check here: their schema enums refuse anything else.
+}
+
+/** storage.s3: what the S3 driver needs when it is chosen, and URLs that parse whenever set. */
+function validateS3(cfg: BerthConfig): void {
+  const s3 = cfg.storage.s3;
+  if (cfg.storage.driver === 's3') {
+    if (s3.endpoint === null) {
+      throw new ConfigError('storage.s3.endpoint', 'required when storage.driver is s3 (the store\'s URL, e.g. "http://rgw.example:7480"; REGISTRY_STORAGE_S3_REGIONENDPOINT)');
+    }
+    if (s3.bucket === null) throw new ConfigError('storage.s3.bucket', 'required when storage.driver is s3 (REGISTRY_STORAGE_S3_BUCKET)');
+    if ((s3.accessKeyId === null) !== (s3.secretAccessKey === null)) {
+      const [missing, given] = s3.accessKeyId === null ? ['accessKeyId', 'secretAccessKey'] : ['secretAccessKey', 'accessKeyId'];
+      throw new ConfigError(`storage.s3.${missing}`, `required when storage.s3.${given} is set (or set neither and use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)`);
+    }
+  }
+  if (s3.endpoint !== null) s3.endpoint = httpUrl(s3.endpoint, 'storage.s3.endpoint');
+  if (s3.redirect.publicEndpoint !== null) s3.redirect.publicEndpoint = httpUrl(s3.redirect.publicEndpoint, 'storage.s3.redirect.publicEndpoint');
+  positive(s3.redirect.ttl, 'storage.s3.redirect.ttl');
+  // SigV4 presigned URLs live at most 7 days.
+  if (s3.redirect.ttl > 7 * 24 * 3_600_000) throw ConfigError.expected('storage.s3.redirect.ttl', 'a duration of at most 7d (the longest a presigned URL lives)', `${s3.redirect.ttl}ms`);
+  if (s3.prefix.split('/').some((p) => p === '.' || p === '..')) throw ConfigError.expected('storage.s3.prefix', 'a key prefix without "." or ".." segments', s3.prefix);
 }
 
 function validateUpstreams(cfg: BerthConfig): void {

@@ -9,7 +9,7 @@
  * rename; the in-memory driver keeps the bytes; an object-store driver would upload.
  * Digests arrive typed (`Digest`, parsed once at the edge): drivers do not re-validate them.
  * What differs between drivers is declared here (`space`, `sweepStaging`, `storedAt`), never
- * probed for. Every driver passes the one contract suite in test/unit/storage-contract.test.ts.
+ * probed for. Every driver passes the one contract suite in test/integration/storage-contract.test.ts.
  *
  * Imports: src/oci/ only.
  */

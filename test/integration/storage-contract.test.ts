@@ -1,38 +1,84 @@
 // The storage-driver contract: what every StorageDriver must do, as one suite run against each
-// driver (filesystem and in-memory today; an object-store driver joins the list when it lands).
-// Guarantees only one driver makes (the filesystem's spool folder) are tested after the suite.
+// driver: filesystem, in-memory, and S3 on a real Ceph RGW (started once for this file), with
+// and without a key prefix. Guarantees only one driver makes (the filesystem's spool folder, the
+// S3 driver's multipart uploads and conditional create) are tested after the suite.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFile, readdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Digest } from '../../src/oci/reference.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
 import { createDriver } from '../../src/storage/factory.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { MemoryDriver } from '../../src/storage/memory.js';
+import { PART_SIZE, S3Driver } from '../../src/storage/s3.js';
 import { makeTempDir, removeTempDir } from '../helpers/index.js';
+import { startCeph, type CephRgw } from '../helpers/ceph.js';
 
 interface DriverFactory {
   name: string;
+  /** Can say how much space is left (object stores and memory cannot). */
+  measuresSpace: boolean;
   create(): Promise<{ driver: StorageDriver; cleanup(): Promise<void> }>;
+}
+
+// One Ceph for the whole file, started by the first S3 suite and stopped at the end.
+let ceph: Promise<CephRgw> | undefined;
+const cephOnce = (): Promise<CephRgw> => (ceph ??= startCeph());
+after(async () => {
+  if (ceph) await (await ceph).stop();
+});
+
+function s3Config(rgw: CephRgw, bucket: string, prefix: string) {
+  return {
+    endpoint: rgw.endpoint, region: rgw.region, bucket, prefix, forcePathStyle: true,
+    accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, redirect: { publicEndpoint: null },
+  };
+}
+
+/** An S3 driver on a fresh bucket; `prefix` also gets decoys outside it that must stay invisible. */
+async function s3Driver(bucket: string, prefix: string): Promise<{ driver: StorageDriver; cleanup(): Promise<void> }> {
+  const rgw = await cephOnce();
+  await rgw.createBucket(bucket);
+  if (prefix !== '') {
+    const decoy = Buffer.from('outside the prefix');
+    const hex = createHash('sha256').update(decoy).digest('hex');
+    for (const Key of [`blobs/sha256/${hex}`, 'meta/repos/x/a/_tags/9']) {
+      await rgw.client().send(new PutObjectCommand({ Bucket: bucket, Key, Body: decoy }));
+    }
+  }
+  const root = await makeTempDir('driver-s3-spool');
+  const driver = await createDriver({ driver: 's3', root, s3: s3Config(rgw, bucket, prefix) });
+  return {
+    driver,
+    async cleanup() {
+      (driver as S3Driver).close();
+      await removeTempDir(root);
+    },
+  };
 }
 
 const factories: DriverFactory[] = [
   {
     name: 'filesystem',
+    measuresSpace: true,
     async create() {
       const root = await makeTempDir('driver');
-      return { driver: createDriver({ driver: 'filesystem', root }), cleanup: () => removeTempDir(root) };
+      return { driver: await createDriver({ driver: 'filesystem', root }), cleanup: () => removeTempDir(root) };
     },
   },
   {
     name: 'memory',
+    measuresSpace: false,
     async create() {
       return { driver: new MemoryDriver(), cleanup: async () => undefined };
     },
   },
+  { name: 's3 (Ceph RGW)', measuresSpace: false, create: () => s3Driver('berth-contract', '') },
+  { name: 's3 (Ceph RGW) with a prefix', measuresSpace: false, create: () => s3Driver('berth-contract-prefixed', 'mirrors/team-a') },
 ];
 
 const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}` as Digest;
@@ -153,7 +199,7 @@ for (const factory of factories) {
       assert.equal(listed.get(digestOf(a))?.size, a.length);
       assert.equal(listed.get(digestOf(b))?.size, b.length);
       const t = listed.get(digestOf(a))?.storedAt;
-      // Both drivers here know commit times; a driver that does not says null.
+      // Every driver here knows commit times; a driver that does not says null.
       assert.ok(t !== undefined && t !== null && t >= before - 1000 && t <= Date.now() + 1000, `commit time ${t} is about now`);
     });
 
@@ -200,9 +246,10 @@ for (const factory of factories) {
     it('space() reports free and total bytes, or null when the store cannot say', async () => {
       const s = await driver.space();
       if (s === null) {
-        assert.equal(factory.name, 'memory', 'only the in-memory driver has no volume to measure');
+        assert.equal(factory.measuresSpace, false, `${factory.name} has a volume to measure`);
         return;
       }
+      assert.equal(factory.measuresSpace, true, `${factory.name} reports space it cannot know`);
       assert.ok(s.total > 0 && s.free >= 0 && s.free <= s.total, JSON.stringify(s));
     });
   });
@@ -237,6 +284,88 @@ describe('filesystem driver: the spool folder', () => {
       assert.deepEqual(await readdir(driver.spoolRoot), ['new']);
     } finally {
       await removeTempDir(root);
+    }
+  });
+});
+
+describe('s3 driver: uploads, conditional create, the bucket check', () => {
+  let rgw: CephRgw;
+  let driver: S3Driver;
+  let root: string;
+  const bucket = 'berth-s3-specific';
+
+  before(async () => {
+    rgw = await cephOnce();
+    await rgw.createBucket(bucket);
+    root = await makeTempDir('driver-s3-own');
+    driver = (await createDriver({ driver: 's3', root, s3: s3Config(rgw, bucket, 'p') })) as S3Driver;
+    await driver.init();
+  });
+  after(async () => {
+    driver.close();
+    await removeTempDir(root);
+  });
+
+  it('a blob larger than one part goes up as a multipart upload and reads back byte for byte', async () => {
+    const data = Buffer.alloc(2 * PART_SIZE + 12345);
+    for (let i = 0; i + 4 <= data.length; i += 4) data.writeUInt32LE(i, i);
+    const d = digestOf(data);
+    const staged = await driver.stage();
+    for (let at = 0; at < data.length; at += 1024 * 1024) await staged.write(data.subarray(at, at + 1024 * 1024));
+    await staged.commit(d);
+    // Readers that joined the fill keep reading after the commit removed the spool file.
+    const tail = Buffer.alloc(100);
+    assert.equal(await staged.readAt(tail, data.length - 100), 100);
+    assert.ok(tail.equals(data.subarray(data.length - 100)));
+    await staged.close();
+    assert.deepEqual(await driver.statBlob(d), { size: data.length });
+    const got = await driver.readBlob(d);
+    assert.ok(got);
+    assert.equal(digestOf(await readAll(got.stream)), d);
+    const part = await driver.readBlob(d, { start: PART_SIZE - 2, end: PART_SIZE + 1 });
+    assert.ok(part);
+    assert.equal(part.size, data.length, 'a range read still reports the whole size');
+    assert.ok((await readAll(part.stream)).equals(data.subarray(PART_SIZE - 2, PART_SIZE + 2)));
+    assert.deepEqual(await rgw.listMultipartUploads(bucket), [], 'no multipart upload left open');
+    assert.deepEqual(await rgw.listKeys(bucket, 'p/blobs/'), [`p/blobs/sha256/${d.slice(7)}`]);
+  });
+
+  it('committing a blob that is already stored keeps the stored object (If-None-Match: *)', async () => {
+    const data = Buffer.from('stored once, committed twice');
+    const d = digestOf(data);
+    for (let i = 0; i < 2; i++) {
+      const staged = await driver.stage();
+      await staged.write(data);
+      await staged.commit(d);
+      await staged.close();
+    }
+    assert.ok((await driver.readBlobBuffer(d))?.equals(data));
+    assert.deepEqual(await driver.sweepStaging(-60_000, true), { files: 0, bytes: 0 }, 'no spool file left behind');
+  });
+
+  it('a bucket that does not exist fails init with the endpoint and the bucket named', async () => {
+    const other = (await createDriver({ driver: 's3', root, s3: s3Config(rgw, 'no-such-bucket', '') })) as S3Driver;
+    try {
+      await assert.rejects(other.init(), (err: Error) => {
+        assert.match(err.message, /no-such-bucket/);
+        assert.ok(err.message.includes(rgw.endpoint), err.message);
+        assert.match(err.message, /does not exist/);
+        return true;
+      });
+      assert.equal(await other.writable(), false);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('a store that does not answer makes reads fail with a clear error, not "absent"', async () => {
+    const dead = (await createDriver({ driver: 's3', root, s3: { ...s3Config(rgw, bucket, ''), endpoint: 'http://127.0.0.1:9' } })) as S3Driver;
+    try {
+      await assert.rejects(dead.statBlob(digestOf(Buffer.from('x'))), /S3 HEAD .*127\.0\.0\.1:9/);
+      await assert.rejects(dead.getMeta('repos/a'), /S3 GET/);
+      assert.equal(await dead.writable(), false);
+    } finally {
+      dead.close();
     }
   });
 });
