@@ -8,7 +8,7 @@
  * has verified it, or discarded. The filesystem driver stages in a spool file and commits by
  * rename; the in-memory driver keeps the bytes; an object-store driver would upload.
  * Digests arrive typed (`Digest`, parsed once at the edge): drivers do not re-validate them.
- * What differs between drivers is declared here (`space`, `sweepStaging`, `storedAt`), never
+ * What differs between drivers is declared here (`space`, `sweepStaging`, `storedAt`, `presign`), never
  * probed for. Every driver passes the one contract suite in test/integration/storage-contract.test.ts.
  *
  * Imports: src/oci/ only.
@@ -105,4 +105,10 @@ export interface StorageDriver {
    * continuously and times out long before). Unless dryRun. Reports what went, or would.
    */
   sweepStaging(olderThanMs: number, dryRun: boolean): Promise<{ files: number; bytes: number }>;
+  /**
+   * Capability of object stores (S3): a URL a client can GET the committed blob from directly,
+   * valid for `ttlSeconds`. Absent on drivers whose blobs only this process can serve. The `/v2`
+   * blob route uses it for `storage.s3.redirect`.
+   */
+  presign?(digest: Digest, ttlSeconds: number): Promise<string>;
 }

@@ -6,6 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFile, readdir, utimes } from 'node:fs/promises';
+import { createServer, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -341,6 +342,44 @@ describe('s3 driver: uploads, conditional create, the bucket check', () => {
     }
     assert.ok((await driver.readBlobBuffer(d))?.equals(data));
     assert.deepEqual(await driver.sweepStaging(-60_000, true), { files: 0, bytes: 0 }, 'no spool file left behind');
+  });
+
+  it('an upload the store fails part-way is aborted: nothing under the key, no multipart upload left open', async () => {
+    // A relay that keeps the Host header (so signatures hold) and answers 500 to every try of part 2.
+    let refused = 0;
+    const relay = createServer((req, res) => {
+      if (req.method === 'PUT' && /[?&]partNumber=2(&|$)/.test(req.url ?? '')) {
+        refused += 1;
+        req.resume();
+        res.writeHead(500, { 'content-type': 'application/xml' }).end('<Error><Code>InternalError</Code></Error>');
+        return;
+      }
+      const up = httpRequest(`${rgw.endpoint}${req.url ?? '/'}`, { method: req.method, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const port = (relay.address() as { port: number }).port;
+    const failing = (await createDriver({ driver: 's3', root, s3: { ...s3Config(rgw, bucket, 'p'), endpoint: `http://127.0.0.1:${port}` } })) as S3Driver;
+    try {
+      const data = Buffer.alloc(2 * PART_SIZE + 1, 9);
+      const d = digestOf(data);
+      const staged = await failing.stage();
+      await staged.write(data);
+      await assert.rejects(staged.commit(d), /multipart upload of p\/blobs\/sha256/);
+      await staged.discard();
+      await staged.close();
+      assert.ok(refused >= 1, 'part 2 was refused');
+      assert.equal(await driver.statBlob(d), null, 'nothing under the key');
+      assert.deepEqual(await rgw.listMultipartUploads(bucket), [], 'the multipart upload was aborted');
+      assert.deepEqual(await driver.sweepStaging(-60_000, true), { files: 0, bytes: 0 });
+    } finally {
+      failing.close();
+      await new Promise<void>((r) => relay.close(() => r()));
+    }
   });
 
   it('a bucket that does not exist fails init with the endpoint and the bucket named', async () => {

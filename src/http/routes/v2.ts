@@ -16,7 +16,7 @@ import type { Digest } from '../../oci/reference.js';
 import { parseAccept } from '../accept.js';
 import { parseV2Path, type V2Route } from '../v2-path.js';
 import type { Routed } from '../../registry/routing.js';
-import { blobDigest, manifestRef, MirrorOnly, type Repository, type RepositoryResolver } from '../../registry/repository.js';
+import { blobDigest, manifestRef, MirrorOnly, type BlobHandle, type Repository, type RepositoryResolver } from '../../registry/repository.js';
 import type { AccessItem } from '../../auth/access.js';
 import { parseRange } from '../range.js';
 import { commonHeaders, recordRequest } from '../hooks.js';
@@ -157,6 +157,8 @@ async function blob(
     return reply.send();
   }
   const h = await repository.getBlob(routed, digest);
+  const location = await redirectTo(app, request, h);
+  if (location !== null) return reply.code(307).header('location', location).header('docker-content-digest', digest).send();
   const headers: Record<string, string> = {
     ...commonHeaders(app, reply),
     'docker-content-digest': digest,
@@ -186,6 +188,20 @@ async function blob(
   const fd = fileDescriptor(stream);
   if (fd !== null && length !== null) return sendFile(app, request, reply, status, headers, stream, fd, range?.start ?? 0, length, h.source);
   return sendStream(app, request, reply, status, headers, stream, h.source, length);
+}
+
+/**
+ * `storage.s3.redirect`: a GET of a cached blob (no Range, at least `minSize` bytes) is sent to a
+ * presigned URL on the object store instead of through this process. HEAD, Range requests, small
+ * blobs and fills in progress are always served here. Null when the request is served here.
+ */
+async function redirectTo(
+  app: FastifyInstance, request: FastifyRequest, h: BlobHandle,
+): Promise<string | null> {
+  if (!app.driver.presign) return null;
+  const r = app.config.storage.s3.redirect;
+  if (!r.enabled || h.source !== 'cache' || request.headers.range !== undefined || h.size === null || h.size < r.minSize) return null;
+  return app.driver.presign(h.digest, Math.max(1, Math.round(r.ttl / 1000)));
 }
 
 /**
