@@ -33,7 +33,8 @@ export async function checkConfigFiles(cfg: BerthConfig): Promise<void> {
   if (tls.certificate !== null && tls.key !== null) await bounded('http.tls.certificate', tls.certificate, readTlsPair(tls.certificate, tls.key).then(() => undefined));
   if (rootCertBundle !== null) await bounded('auth.token.rootCertBundle', rootCertBundle, checkPemBundle(rootCertBundle, 'auth.token.rootCertBundle'));
   if (jwks !== null && !looksLikeUrl(jwks)) await bounded('auth.token.jwks', jwks, checkJwksFile(jwks, 'auth.token.jwks'));
-  if (cfg.storage.driver === 'filesystem') await bounded('storage.root', cfg.storage.root, usableDirectory(cfg.storage.root, 'storage.root'));
+  // Every driver writes there: the store itself (filesystem) or the spool of fills (s3).
+  await bounded('storage.root', cfg.storage.root, usableDirectory(cfg.storage.root, 'storage.root'));
 }
 
 async function bounded(key: string, what: string, check: Promise<void>): Promise<void> {

@@ -82,6 +82,10 @@ describe('defaults', () => {
       lowWatermark: 0.85,
       deleteEnabled: false,
       gcInterval: 3_600_000,
+      s3: {
+        endpoint: null, region: 'us-east-1', bucket: null, prefix: '', forcePathStyle: true, accessKeyId: null, secretAccessKey: null,
+        redirect: { enabled: false, publicEndpoint: null, ttl: 600_000, minSize: 1024 * 1024 },
+      },
     });
     assert.deepEqual(cfg.upstreams, [
       {
