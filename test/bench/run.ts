@@ -4,6 +4,7 @@
 //   node dist/test/bench/run.js [--quick] [--rounds N] [--blob-mib N] [--link-mib-s N]
 //                               [--only cold,blob,manifest] [--no-direct] [--out FILE]
 //   node dist/test/bench/run.js --soak [--seconds N] [--connections N] [--cold N]   (soak.ts)
+//   node dist/test/bench/run.js --s3 [--rounds N] [--blob-mib N] [--seconds N]     (s3.ts)
 //
 // Everything it starts (Distribution ×2, Berth, nginx, load generators) runs on free loopback
 // ports as child processes and is stopped at the end, on an error, and on Ctrl-C.
@@ -24,6 +25,7 @@ import {
 } from './servers.js';
 import type { OnceResult, PullResult, ThroughputResult } from './load-client.js';
 import { runSoak } from './soak.js';
+import { runS3Bench } from './s3.js';
 import { MiB, summarize, fmt, fmtSummary, ratio, ratioValue, type Summary } from './stats.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -61,6 +63,7 @@ const USAGE = `usage: npm run bench [-- options]
   --no-direct         leave out Distribution serving its own storage
   --out FILE          where the report goes (default docs/benchmarks.md; quick: dist/bench/)
   --soak              the soak instead: mixed warm load, then a cold fan-out (see test/bench/soak.ts)
+  --s3                Berth vs Distribution, both on S3 (a Ceph RGW), warm blob GB/s (see test/bench/s3.ts)
 `;
 
 function parseArgs(argv: string[]): Options {
@@ -658,7 +661,11 @@ async function writeReport(file: string, section: string): Promise<void> {
   await writeFile(file, next);
 }
 
-const entry = process.argv.includes('--soak') ? runSoak(process.argv.slice(2)) : main().then(() => 0);
+const entry = process.argv.includes('--soak')
+  ? runSoak(process.argv.slice(2))
+  : process.argv.includes('--s3')
+    ? runS3Bench(process.argv.slice(2))
+    : main().then(() => 0);
 entry.then(
   (code) => process.exit(code),
   (err: unknown) => {
