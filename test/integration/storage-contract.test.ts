@@ -402,6 +402,7 @@ describe('s3 driver: uploads, conditional create, the bucket check', () => {
     try {
       await assert.rejects(dead.statBlob(digestOf(Buffer.from('x'))), /S3 HEAD .*127\.0\.0\.1:9/);
       await assert.rejects(dead.getMeta('repos/a'), /S3 GET/);
+      await assert.rejects(dead.readBlob(digestOf(Buffer.from('x'))), /S3 GET .*127\.0\.0\.1:9/);
       assert.equal(await dead.writable(), false);
     } finally {
       dead.close();
