@@ -331,6 +331,24 @@ describe('s3 driver: uploads, conditional create, the bucket check', () => {
     assert.deepEqual(await rgw.listKeys(bucket, 'p/blobs/'), [`p/blobs/sha256/${d.slice(7)}`]);
   });
 
+  it('listings page past 1,000 keys (one page of the store): every blob and record is listed once', async () => {
+    const n = 1050;
+    const blobs = Array.from({ length: n }, (_, i) => Buffer.from(`page-${i}`));
+    for (let at = 0; at < n; at += 50) {
+      await Promise.all(blobs.slice(at, at + 50).map(async (b, j) => {
+        await driver.putBlobBuffer(digestOf(b), b);
+        await driver.putMeta(`paged/r${at + j}`, b);
+      }));
+    }
+    const listed = new Set<string>();
+    for await (const b of driver.listBlobs()) listed.add(b.digest);
+    for (const b of blobs) assert.ok(listed.has(digestOf(b)), `listed ${digestOf(b)}`);
+    const keys: string[] = [];
+    for await (const k of driver.listMeta('paged/')) keys.push(k);
+    assert.equal(keys.length, n);
+    assert.equal(new Set(keys).size, n);
+  });
+
   it('committing a blob that is already stored keeps the stored object (If-None-Match: *)', async () => {
     const data = Buffer.from('stored once, committed twice');
     const d = digestOf(data);
