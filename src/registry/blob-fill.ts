@@ -54,7 +54,7 @@ export class BlobFill {
 
   /** A fill staging into `driver`; rejects when the driver cannot stage (a full disk). */
   static async create(digest: Digest, upstream: string, size: number | null, driver: Pick<StorageDriver, 'stage'>): Promise<BlobFill> {
-    return new BlobFill(digest, upstream, size, await driver.stage());
+    return new BlobFill(digest, upstream, size, await driver.stage(digest));
   }
 
   /** Bytes written so far. */

@@ -82,8 +82,12 @@ export interface StorageDriver {
   readBlob(digest: Digest, range?: ByteRange): Promise<{ size: number; stream: Readable } | null>;
   /** Read a small blob whole (manifests); null when absent. */
   readBlobBuffer(digest: Digest): Promise<Buffer | null>;
-  /** Start staging a blob for a fill. The caller writes, verifies, then commits or discards it. */
-  stage(): Promise<StagedBlob>;
+  /**
+   * Start staging a blob for a fill. The caller writes, verifies, then commits or discards it.
+   * `expected`: the digest the fill expects (a hint, still verified by the caller before commit);
+   * an object-store driver starts uploading while the fill runs. Others ignore it.
+   */
+  stage(expected?: Digest): Promise<StagedBlob>;
   /** Write a small, already verified blob (a manifest). Idempotent. */
   putBlobBuffer(digest: Digest, data: Buffer): Promise<void>;
   deleteBlob(digest: Digest): Promise<boolean>;

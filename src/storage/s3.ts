@@ -259,8 +259,15 @@ export class S3Driver implements StorageDriver {
     return Buffer.concat(chunks);
   }
 
-  async stage(): Promise<StagedBlob> {
-    return new S3Stage(await this.spool.stage(), (digest, size, readAt) => this.upload(this.blobKey(digest), size, readAt));
+  /**
+   * A fill's stage. With the digest it expects, the parts of a large blob go up while the fill
+   * runs, so the commit only sends the last part and completes the upload.
+   */
+  async stage(expected?: Digest): Promise<StagedBlob> {
+    const local = await this.spool.stage();
+    const readAt: ReadAt = (buf, pos) => local.readAt(buf, pos);
+    const early = expected === undefined ? undefined : this.parts(this.blobKey(expected), readAt);
+    return new S3Stage(local, early, expected, (digest, size, parts) => this.upload(this.blobKey(digest), size, readAt, parts));
   }
 
   async putBlobBuffer(digest: Digest, data: Buffer): Promise<void> {
@@ -275,52 +282,41 @@ export class S3Driver implements StorageDriver {
   }
 
   /**
-   * Upload `size` bytes read through `readAt` to `key`, created only if absent. One PUT for a
-   * small blob; else a multipart upload, aborted on any failure so nothing is left behind.
+   * Upload `size` verified bytes read through `readAt` to `key`, created only if absent. One PUT
+   * for a small blob; else a multipart upload (`parts`, when the fill already started one while
+   * it ran), aborted on any failure so nothing is left behind. One fallback: a multipart upload
+   * that failed part-way is done again from the start, the spool file still holding every byte.
    */
-  private async upload(key: string, size: number, readAt: (buf: Buffer, pos: number) => Promise<number>): Promise<void> {
-    const Bucket = this.bucket;
-    const body = (start: number, end: number) => Readable.from(spoolRange(readAt, start, end), { objectMode: false });
+  private async upload(key: string, size: number, readAt: ReadAt, parts?: PartUploader): Promise<void> {
     if (size <= PART_SIZE) {
+      await parts?.abort();
       try {
-        await retry(() => this.uploader.send(new PutObjectCommand({ Bucket, Key: key, Body: body(0, size), ContentLength: size, IfNoneMatch: '*' })));
+        await retry(() =>
+          this.uploader.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: spoolStream(readAt, 0, size), ContentLength: size, IfNoneMatch: '*' })),
+        );
       } catch (err) {
         if (isPreconditionFailed(err)) return;
         throw this.fail('PUT', key, err);
       }
       return;
     }
-    let uploadId: string | undefined;
-    try {
-      const created = await this.uploader.send(new CreateMultipartUploadCommand({ Bucket, Key: key }));
-      uploadId = created.UploadId;
-      if (!uploadId) throw new Error('the store returned no UploadId');
-      const id = uploadId;
-      const count = Math.ceil(size / PART_SIZE);
-      const parts: CompletedPart[] = new Array<CompletedPart>(count);
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < count) {
-          const i = next++;
-          const start = i * PART_SIZE;
-          const end = Math.min(size, start + PART_SIZE);
-          const res = await retry(() =>
-            this.uploader.send(new UploadPartCommand({ Bucket, Key: key, UploadId: id, PartNumber: i + 1, Body: body(start, end), ContentLength: end - start })),
-          );
-          parts[i] = { PartNumber: i + 1, ETag: res.ETag };
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(UPLOAD_QUEUE, count) }, worker));
-      await retry(() =>
-        this.uploader.send(new CompleteMultipartUploadCommand({ Bucket, Key: key, UploadId: id, MultipartUpload: { Parts: parts }, IfNoneMatch: '*' })),
-      );
-    } catch (err) {
-      if (uploadId !== undefined) {
-        await this.uploader.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+    let first: unknown;
+    for (const u of [parts ?? this.parts(key, readAt), this.parts(key, readAt)]) {
+      try {
+        await u.finish(size);
+        return;
+      } catch (err) {
+        await u.abort();
+        if (isPreconditionFailed(err)) return;
+        first ??= err;
       }
-      if (isPreconditionFailed(err)) return;
-      throw this.fail('multipart upload of', key, err);
     }
+    throw this.fail('multipart upload of', key, first);
+  }
+
+  /** A multipart upload of `key`, fed from a staged blob (S3Stage starts one while a fill runs). */
+  parts(key: string, readAt: ReadAt): PartUploader {
+    return new PartUploader(this.uploader, this.bucket, key, readAt);
   }
 
   async deleteBlob(digest: Digest): Promise<boolean> {
@@ -441,22 +437,32 @@ export class S3Driver implements StorageDriver {
   }
 }
 
-/** A fill's stage: the local spool file, uploaded to the bucket on commit. */
+type ReadAt = (buf: Buffer, pos: number) => Promise<number>;
+
+/**
+ * A fill's stage: the local spool file, uploaded to the bucket. With the expected digest, full
+ * parts go up as soon as the spool holds them (past the first part, so only a blob that needs a
+ * multipart upload starts one); the commit uploads the rest and completes. Nothing is visible
+ * under the key before the commit completes the upload; a discard aborts it.
+ */
 class S3Stage implements StagedBlob {
   private finished = false;
 
   constructor(
     private readonly local: StagedBlob,
-    private readonly upload: (digest: Digest, size: number, readAt: (buf: Buffer, pos: number) => Promise<number>) => Promise<void>,
+    private readonly early: PartUploader | undefined,
+    private readonly expected: Digest | undefined,
+    private readonly upload: (digest: Digest, size: number, parts: PartUploader | undefined) => Promise<void>,
   ) {}
 
   get written(): number {
     return this.local.written;
   }
 
-  write(chunk: Buffer): Promise<void> {
-    if (this.finished) return Promise.reject(new Error('write to a staged blob that was committed or discarded'));
-    return this.local.write(chunk);
+  async write(chunk: Buffer): Promise<void> {
+    if (this.finished) throw new Error('write to a staged blob that was committed or discarded');
+    await this.local.write(chunk);
+    if (this.early && this.local.written > PART_SIZE) this.early.grow(this.local.written);
   }
 
   readAt(buf: Buffer, position: number): Promise<number> {
@@ -465,23 +471,136 @@ class S3Stage implements StagedBlob {
 
   async commit(digest: Digest): Promise<void> {
     this.finished = true;
-    await this.upload(digest, this.local.written, (buf, pos) => this.local.readAt(buf, pos));
+    const started = this.early?.started() === true && digest === this.expected ? this.early : undefined;
+    if (!started) await this.early?.abort();
+    await this.upload(digest, this.local.written, started);
     // The spool file goes; the handle stays open for the readers still reading it.
     await this.local.discard();
   }
 
   async discard(): Promise<void> {
     this.finished = true;
+    await this.early?.abort();
     await this.local.discard();
   }
 
-  close(): Promise<void> {
-    return this.local.close();
+  async close(): Promise<void> {
+    if (!this.finished) await this.discard();
+    await this.local.close();
   }
 }
 
+/**
+ * One multipart upload of a staged blob: parts of PART_SIZE streamed from the spool, at most
+ * UPLOAD_QUEUE at a time, started as the bytes arrive (`grow`) or at the end (`finish`).
+ */
+class PartUploader {
+  private uploadId: Promise<string> | undefined;
+  private readonly done: CompletedPart[] = [];
+  private next = 0;
+  private inFlight = 0;
+  private available = 0;
+  private size: number | null = null;
+  private error: unknown = undefined;
+  private aborted = false;
+  private waiters: Array<() => void> = [];
+
+  constructor(
+    private readonly s3: S3Client,
+    private readonly bucket: string,
+    private readonly key: string,
+    private readonly readAt: ReadAt,
+  ) {}
+
+  /** Has a part been sent (so an upload exists to complete or abort)? */
+  started(): boolean {
+    return this.uploadId !== undefined;
+  }
+
+  /** Bytes [0, n) are staged: send the full parts among them. */
+  grow(n: number): void {
+    this.available = n;
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.error === undefined && !this.aborted && this.inFlight < UPLOAD_QUEUE) {
+      const limit = this.size ?? this.available;
+      const start = this.next * PART_SIZE;
+      const end = Math.min(start + PART_SIZE, limit);
+      // Before the end is known only full parts go; the last one may be short.
+      if (start >= limit || (this.size === null && end - start < PART_SIZE)) return;
+      const i = this.next++;
+      this.inFlight += 1;
+      this.send(i, start, end).then(
+        (etag) => {
+          this.done[i] = { PartNumber: i + 1, ETag: etag };
+        },
+        (err: unknown) => {
+          this.error ??= err;
+        },
+      ).finally(() => {
+        this.inFlight -= 1;
+        this.pump();
+        for (const w of this.waiters.splice(0)) w();
+      });
+    }
+  }
+
+  private async send(i: number, start: number, end: number): Promise<string | undefined> {
+    this.uploadId ??= this.s3.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.key })).then((r) => {
+      if (!r.UploadId) throw new Error('the store returned no UploadId');
+      return r.UploadId;
+    });
+    const UploadId = await this.uploadId;
+    const res = await retry(() =>
+      this.s3.send(new UploadPartCommand({
+        Bucket: this.bucket, Key: this.key, UploadId, PartNumber: i + 1, Body: spoolStream(this.readAt, start, end), ContentLength: end - start,
+      })),
+    );
+    return res.ETag;
+  }
+
+  private idle(): Promise<void> {
+    return this.inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => this.waiters.push(() => r())).then(() => this.idle());
+  }
+
+  /** All `size` bytes are staged and verified: send the rest, then complete (if absent). */
+  async finish(size: number): Promise<void> {
+    if (this.aborted) throw new Error('multipart upload was aborted');
+    this.size = size;
+    this.pump();
+    while (this.error === undefined && this.next * PART_SIZE < size) await this.idle();
+    await this.idle();
+    if (this.error !== undefined) throw this.error;
+    const UploadId = await this.uploadId;
+    await retry(() =>
+      this.s3.send(new CompleteMultipartUploadCommand({
+        Bucket: this.bucket, Key: this.key, UploadId, MultipartUpload: { Parts: this.done }, IfNoneMatch: '*',
+      })),
+    );
+    this.uploadId = undefined;
+  }
+
+  /** Stop sending; once the parts in flight have settled, abort the upload (nothing is left). */
+  async abort(): Promise<void> {
+    this.aborted = true;
+    await this.idle();
+    const id = await this.uploadId?.catch(() => undefined);
+    this.uploadId = undefined;
+    if (id !== undefined) {
+      await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.key, UploadId: id })).catch(() => undefined);
+    }
+  }
+}
+
+/** Bytes [start, end) of a staged blob as a stream, in 1 MiB reads. */
+function spoolStream(readAt: ReadAt, start: number, end: number): Readable {
+  return Readable.from(spoolRange(readAt, start, end), { objectMode: false });
+}
+
 /** Bytes [start, end) of a staged blob, in 1 MiB reads. */
-async function* spoolRange(readAt: (buf: Buffer, pos: number) => Promise<number>, start: number, end: number): AsyncGenerator<Buffer> {
+async function* spoolRange(readAt: ReadAt, start: number, end: number): AsyncGenerator<Buffer> {
   let pos = start;
   while (pos < end) {
     const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, end - pos));

@@ -349,6 +349,37 @@ describe('s3 driver: uploads, conditional create, the bucket check', () => {
     assert.equal(new Set(keys).size, n);
   });
 
+  it('staged with its expected digest, a large blob uploads parts while it is written, visible only once committed', async () => {
+    const data = Buffer.alloc(2 * PART_SIZE + 777);
+    for (let i = 0; i + 4 <= data.length; i += 4) data.writeUInt32LE(i ^ 0x5a5a5a5a, i);
+    const d = digestOf(data);
+    const key = `p/blobs/sha256/${d.slice(7)}`;
+    const staged = await driver.stage(d);
+    await staged.write(data.subarray(0, 2 * PART_SIZE));
+    const deadline = Date.now() + 10_000;
+    while ((await rgw.listMultipartUploads(bucket)).length === 0 && Date.now() < deadline) await sleep(20);
+    assert.deepEqual((await rgw.listMultipartUploads(bucket)).map((u) => u.key), [key], 'parts go up during the fill');
+    assert.equal(await driver.statBlob(d), null, 'nothing under the key before the commit');
+    await staged.write(data.subarray(2 * PART_SIZE));
+    await staged.commit(d);
+    await staged.close();
+    const got = await driver.readBlob(d);
+    assert.ok(got);
+    assert.equal(digestOf(await readAll(got.stream)), d);
+    assert.deepEqual(await rgw.listMultipartUploads(bucket), []);
+
+    // The same with a fill that fails: the parts already sent are aborted.
+    const bad = Buffer.alloc(2 * PART_SIZE + 5, 3);
+    const badDigest = digestOf(Buffer.from('what the upstream announced'));
+    const failing = await driver.stage(badDigest);
+    await failing.write(bad);
+    await failing.discard();
+    await failing.close();
+    assert.deepEqual(await rgw.listMultipartUploads(bucket), [], 'a discarded fill leaves no upload open');
+    assert.equal(await driver.statBlob(badDigest), null);
+    assert.equal(await driver.statBlob(digestOf(bad)), null);
+  });
+
   it('committing a blob that is already stored keeps the stored object (If-None-Match: *)', async () => {
     const data = Buffer.from('stored once, committed twice');
     const d = digestOf(data);
