@@ -198,10 +198,12 @@ async function blob(
 async function redirectTo(
   app: FastifyInstance, request: FastifyRequest, h: BlobHandle,
 ): Promise<string | null> {
-  if (!app.driver.presign) return null;
+  // Apps assembled without a store (route tests) have no driver decorated.
+  const driver = app.hasDecorator('driver') ? app.driver : null;
+  if (!driver?.presign) return null;
   const r = app.config.storage.s3.redirect;
   if (!r.enabled || h.source !== 'cache' || request.headers.range !== undefined || h.size === null || h.size < r.minSize) return null;
-  return app.driver.presign(h.digest, Math.max(1, Math.round(r.ttl / 1000)));
+  return driver.presign(h.digest, Math.max(1, Math.round(r.ttl / 1000)));
 }
 
 /**
