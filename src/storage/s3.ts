@@ -187,7 +187,9 @@ export class S3Driver implements StorageDriver {
       const why =
         status === 404 ? 'the bucket does not exist (create it first; Berth does not create buckets)'
         : status === 403 ? 'access denied (check storage.s3.accessKeyId / secretAccessKey or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)'
-        : `the store did not answer: ${err instanceof Error ? err.message : String(err)}`;
+        : (err as SdkError | null)?.name === 'CredentialsProviderError'
+          ? 'no credentials (set storage.s3.accessKeyId and secretAccessKey, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)'
+          : `the store did not answer: ${err instanceof Error ? err.message : String(err)}`;
       throw new S3StoreError(`storage.s3: cannot use ${this.where()}: ${why}`, status, { cause: err });
     }
   }
