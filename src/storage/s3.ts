@@ -6,14 +6,18 @@
  *   <prefix>/meta/<key>                metadata records, the key as src/storage/records.ts builds it
  * Staging stays local: a fill writes into a spool file under `storage.root` (the filesystem
  * driver's spool, reused as it is, with its dead-process and age sweeps), so the clients that
- * joined it read any position at disk speed. `commit` uploads the spool file, streamed from disk
- * in bounded parts (a blob never sits whole in memory), to the blob's key with `If-None-Match: *`
- * (412 means another replica stored the same verified bytes first). A failed upload aborts its
- * multipart upload, so nothing appears under the key and no parts are left billed. The spool file
- * is unlinked after the upload but stays readable to the readers holding it.
+ * joined it read any position at disk speed. The spool file goes up to the blob's key streamed
+ * from disk in bounded parts (a blob never sits whole in memory): a large blob's full parts while
+ * the fill runs (when the fill names the digest it expects), the rest at `commit`, which completes
+ * the upload with `If-None-Match: *` (412 means another replica stored the same verified bytes
+ * first). Nothing is visible under the key before that; a discard or a failed upload aborts the
+ * multipart upload, so no parts are left behind either. Reads go through undici with a locally
+ * presigned URL (faster than the SDK's GetObject stream); the rest through the SDK. The spool file
+ * is unlinked after the upload but stays readable to the readers holding it. (The spool's
+ * driver also makes empty `blobs/` and `meta/` folders beside it; nothing is written there.)
  *
- * Imports: the driver seam, the filesystem driver (for the spool), src/oci/, and the AWS SDK —
- * loaded only when `storage.driver: s3` (factory.ts imports this module dynamically).
+ * Imports: the driver seam, the filesystem driver (for the spool), src/oci/, undici and the AWS
+ * SDK — loaded only when `storage.driver: s3` (factory.ts imports this module dynamically).
  */
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
