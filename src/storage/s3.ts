@@ -509,6 +509,7 @@ class PartUploader {
   private size: number | null = null;
   private error: unknown = undefined;
   private aborted = false;
+  private readonly cancel = new AbortController();
   private waiters: Array<() => void> = [];
 
   constructor(
@@ -559,10 +560,15 @@ class PartUploader {
       return r.UploadId;
     });
     const UploadId = await this.uploadId;
-    const res = await retry(() =>
-      this.s3.send(new UploadPartCommand({
-        Bucket: this.bucket, Key: this.key, UploadId, PartNumber: i + 1, Body: spoolStream(this.readAt, start, end), ContentLength: end - start,
-      })),
+    const res = await retry(
+      () =>
+        this.s3.send(
+          new UploadPartCommand({
+            Bucket: this.bucket, Key: this.key, UploadId, PartNumber: i + 1, Body: spoolStream(this.readAt, start, end), ContentLength: end - start,
+          }),
+          { abortSignal: this.cancel.signal },
+        ),
+      () => this.aborted,
     );
     return res.ETag;
   }
@@ -591,6 +597,8 @@ class PartUploader {
   /** Stop sending; once the parts in flight have settled, abort the upload (nothing is left). */
   async abort(): Promise<void> {
     this.aborted = true;
+    // Parts in flight are cut rather than waited for: a failed fill should not wait on the store.
+    this.cancel.abort();
     await this.idle();
     const id = await this.uploadId?.catch(() => undefined);
     this.uploadId = undefined;
@@ -618,14 +626,14 @@ async function* spoolRange(readAt: ReadAt, start: number, end: number): AsyncGen
 }
 
 /** A few tries with a short backoff; a 412 (the object exists) or a 4xx other than 408/429 is final. */
-async function retry<T>(fn: () => Promise<T>): Promise<T> {
+async function retry<T>(fn: () => Promise<T>, stopped: () => boolean = () => false): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
       const status = statusOf(err);
       const final = status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429;
-      if (final || attempt >= UPLOAD_TRIES) throw err;
+      if (final || stopped() || attempt >= UPLOAD_TRIES) throw err;
       await new Promise((r) => setTimeout(r, 200 * attempt));
     }
   }
