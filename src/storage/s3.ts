@@ -31,6 +31,7 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   UploadPartCommand,
@@ -424,9 +425,44 @@ export class S3Driver implements StorageDriver {
     return null;
   }
 
-  /** Staging is the local spool: the filesystem driver's sweep. */
-  sweepStaging(olderThanMs: number, dryRun: boolean): Promise<{ files: number; bytes: number }> {
-    return this.spool.sweepStaging(olderThanMs, dryRun);
+  /**
+   * Staging is the local spool (the filesystem driver's sweep) plus the bucket's multipart
+   * uploads under this prefix that a process killed mid-upload left open: their parts take space
+   * in the store but belong to no object. An upload started more than `olderThanMs` ago is aborted
+   * (a live fill sends a part at least every few seconds and ends long before). Their part bytes
+   * are not counted: the store does not say them without a listing per upload.
+   */
+  async sweepStaging(olderThanMs: number, dryRun: boolean): Promise<{ files: number; bytes: number }> {
+    const local = await this.spool.sweepStaging(olderThanMs, dryRun);
+    const cutoff = Date.now() - olderThanMs;
+    let uploads = 0;
+    let keyMarker: string | undefined;
+    let idMarker: string | undefined;
+    for (;;) {
+      let page;
+      try {
+        page = await this.client.send(new ListMultipartUploadsCommand({
+          Bucket: this.bucket, Prefix: `${this.prefix}blobs/`, KeyMarker: keyMarker, UploadIdMarker: idMarker,
+        }));
+      } catch (err) {
+        throw this.fail('LIST uploads', `${this.prefix}blobs/`, err);
+      }
+      for (const u of page.Uploads ?? []) {
+        if (!u.Key || !u.UploadId || !u.Initiated || u.Initiated.getTime() > cutoff) continue;
+        uploads += 1;
+        if (dryRun) continue;
+        try {
+          await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }));
+        } catch (err) {
+          if (statusOf(err) !== 404) throw this.fail('ABORT upload', u.Key, err);
+        }
+      }
+      if (!page.IsTruncated) break;
+      keyMarker = page.NextKeyMarker;
+      idMarker = page.NextUploadIdMarker;
+      if (keyMarker === undefined && idMarker === undefined) break;
+    }
+    return { files: local.files + uploads, bytes: local.bytes };
   }
 
   /** A GET URL for the blob, signed for `ttlSeconds`, on the public endpoint (redirects). */

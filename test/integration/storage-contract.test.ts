@@ -9,7 +9,7 @@ import { writeFile, readdir, utimes } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import type { Digest } from '../../src/oci/reference.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
 import { createDriver } from '../../src/storage/factory.js';
@@ -391,6 +391,27 @@ describe('s3 driver: uploads, conditional create, the bucket check', () => {
     }
     assert.ok((await driver.readBlobBuffer(d))?.equals(data));
     assert.deepEqual(await driver.sweepStaging(-60_000, true), { files: 0, bytes: 0 }, 'no spool file left behind');
+  });
+
+  it('the staging sweep aborts multipart uploads a killed process left open, once they are old enough, and only under the prefix', async () => {
+    const s3 = rgw.client();
+    const open = async (Key: string): Promise<string | undefined> => {
+      const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key }));
+      await s3.send(new UploadPartCommand({ Bucket: bucket, Key, UploadId, PartNumber: 1, Body: Buffer.alloc(4096, 1) }));
+      return UploadId;
+    };
+    const orphan = `p/blobs/sha256/${'a'.repeat(64)}`;
+    const outside = `other/blobs/sha256/${'b'.repeat(64)}`;
+    await open(orphan);
+    const outsideId = await open(outside);
+    const keys = async () => (await rgw.listMultipartUploads(bucket)).map((u) => u.key).sort();
+    assert.deepEqual(await keys(), [outside, orphan].sort());
+    assert.deepEqual(await driver.sweepStaging(3_600_000, false), { files: 0, bytes: 0 }, 'a fresh upload may be a live fill: kept');
+    assert.deepEqual(await driver.sweepStaging(-60_000, true), { files: 1, bytes: 0 }, 'a dry run reports the old one');
+    assert.deepEqual(await keys(), [outside, orphan].sort(), 'a dry run aborts nothing');
+    assert.deepEqual(await driver.sweepStaging(-60_000, false), { files: 1, bytes: 0 });
+    assert.deepEqual(await keys(), [outside], 'the orphan under the prefix is aborted; the other prefix is not Berth\'s');
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: outside, UploadId: outsideId }));
   });
 
   it('an upload the store fails part-way is aborted: nothing under the key, no multipart upload left open', async () => {

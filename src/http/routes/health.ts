@@ -69,7 +69,12 @@ export async function readiness(app: FastifyInstance): Promise<ReadinessReport> 
       check: async () =>
         (await app.driver.writable())
           ? { ok: true }
-          : { ok: false, detail: `storage (${app.driver.name} at storage.root) does not take writes: check the volume and its permissions` },
+          : {
+            ok: false,
+            detail: app.driver.name === 's3'
+              ? 'storage (the s3 bucket) does not answer: check storage.s3.endpoint, the bucket and its credentials'
+              : `storage (${app.driver.name} at storage.root) does not take writes: check the volume and its permissions`,
+          },
     },
     ...app.readiness,
   ];
