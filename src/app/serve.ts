@@ -93,6 +93,8 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
   const app = await buildApp({
     config, mirror, router: core.router, access, metrics: core.metrics, driver: core.driver, logger: log, readiness,
     lifecycle, prewarm: core.prewarm, tls,
+    // Replicas: the internal endpoint other replicas join this one's blob fills through.
+    ...(core.cluster?.fills && config.cluster.secret !== null ? { clusterFills: { fills: core.cluster.fills, secret: config.cluster.secret } } : {}),
   });
   const server = app.server;
   const reloader = tls && server instanceof TlsServer ? new TlsReloader({ server, http: config.http, current: tls, log }) : null;

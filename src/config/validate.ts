@@ -77,6 +77,8 @@ export function validate(cfg: BerthConfig): void {
     }
   }
 
+  validateCluster(cfg);
+
   checkCron(prewarm.schedule, 'prewarm.schedule');
   prewarm.images.forEach((image, i) => {
     const key = `prewarm.images[${i}]`;
@@ -89,6 +91,21 @@ export function validate(cfg: BerthConfig): void {
     checkCron(image.schedule, `${key}.schedule`);
   });
   // log.level and storage.driver need no check here: their schema enums refuse anything else.
+}
+
+/** Replicas: an advertised replica needs Redis (leases) and the secret its endpoint checks. */
+function validateCluster(cfg: BerthConfig): void {
+  const c = cfg.cluster;
+  if (c.replicaId !== null && !/^[A-Za-z0-9._-]{1,64}$/.test(c.replicaId)) {
+    throw ConfigError.expected('cluster.replicaId', '1 to 64 letters, digits, ".", "_" or "-"', c.replicaId);
+  }
+  if (c.secret !== null && c.secret.length < 16) {
+    throw new ConfigError('cluster.secret', 'must be at least 16 characters (it guards the internal fill endpoint)');
+  }
+  if (c.advertiseUrl === null) return;
+  c.advertiseUrl = httpUrl(c.advertiseUrl, 'cluster.advertiseUrl');
+  if (c.secret === null) throw new ConfigError('cluster.secret', 'required when cluster.advertiseUrl is set (other replicas authenticate with it)');
+  if (cfg.redis.url === null) throw new ConfigError('redis.url', 'required when cluster.advertiseUrl is set (replicas coordinate fills through Redis)');
 }
 
 function validateUpstreams(cfg: BerthConfig): void {

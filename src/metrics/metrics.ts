@@ -219,6 +219,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Replicas (src/registry/cluster-fills.ts): a blob miss that joined a fill instead of starting
+  // one, in this replica (`local`) or streamed from the replica that leads it (`remote`).
+  readonly clusterFillJoins = new client.Counter({
+    name: 'berth_cluster_fill_joins_total',
+    help: 'Blob misses that joined a fill under way: in this replica (local) or streamed from the replica leading it (remote).',
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaults?: boolean } = {}) {
     if (opts.defaults !== false) {
       client.collectDefaultMetrics({ register: this.registry });
