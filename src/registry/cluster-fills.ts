@@ -204,6 +204,12 @@ export class ClusterFills implements FillCoordinator {
     };
     let fill: SharedFill;
     try {
+      // The previous owner may have committed and released just before this lease was taken.
+      const stat = await this.deps.driver.statBlob(digest);
+      if (stat) {
+        release();
+        return committed(digest, stat.size);
+      }
       fill = await start();
     } catch (err) {
       release();

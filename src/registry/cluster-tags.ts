@@ -35,6 +35,8 @@ export interface TagChecks {
    * it: wait with `waitFor`), `none` (no Redis: go ahead alone).
    */
   lock(upstream: string, name: string, tag: string): Promise<{ kind: 'mine'; release(): void } | { kind: 'theirs' } | { kind: 'none' }>;
+  /** The tag was removed (purge, delete): its check no longer stands. Fire and forget. */
+  forget(upstream: string, name: string, tag: string): void;
   /** Wait up to `ms` for a check newer than `after`; null when none came (or the lock went without one). */
   waitFor(upstream: string, name: string, tag: string, after: number, ms: number): Promise<TagCheck | null>;
 }
@@ -58,6 +60,11 @@ export class RedisTagChecks implements TagChecks {
     if (ttlMs <= 0) return;
     const key = this.keys(upstream, name, tag).check;
     void this.redis.try('tag check', (c) => c.set(key, JSON.stringify(check), 'PX', Math.ceil(ttlMs)));
+  }
+
+  forget(upstream: string, name: string, tag: string): void {
+    const key = this.keys(upstream, name, tag).check;
+    void this.redis.try('tag check', (c) => c.del(key));
   }
 
   async lock(upstream: string, name: string, tag: string): Promise<{ kind: 'mine'; release(): void } | { kind: 'theirs' } | { kind: 'none' }> {

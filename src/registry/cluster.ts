@@ -98,6 +98,7 @@ export class Cluster {
     void load();
 
     mirror.meta.onInvalidate = (e) => {
+      if (e.kind === 'tag') this.tagChecks.forget(e.upstream, e.name, e.tag);
       this.pending.push(e);
       this.flush ??= setTimeout(() => this.sendInvalidations(), INVALIDATE_BATCH_MS);
     };

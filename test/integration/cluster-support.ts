@@ -33,6 +33,8 @@ export interface ClusterOptions {
   config?: Record<string, unknown>;
   /** Upstream URL replicas use instead of the proxy (a throttle in front of it, a fake upstream). */
   upstreamUrl?: string;
+  /** More upstreams (name, tagTtl …), also reached through the proxy. */
+  extraUpstreams?: Record<string, unknown>[];
 }
 
 export interface Replica {
@@ -100,7 +102,10 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterRig> {
     const addReplica = async (wanted?: string): Promise<Replica> => {
       const id = wanted ?? `r${++n}`;
       const r = await startReplica(id, {
-        upstreams: [upstreamOverride(opts.upstreamUrl ?? rig.proxy.url, opts.upstream ?? {})],
+        upstreams: [
+          upstreamOverride(opts.upstreamUrl ?? rig.proxy.url, opts.upstream ?? {}),
+          ...(opts.extraUpstreams ?? []).map((u) => ({ url: rig.proxy.url, ...u })),
+        ],
         storage: store.config,
         redis: { url: redis.url, prefix },
         cluster: { replicaId: id, secret },
