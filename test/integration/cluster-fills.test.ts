@@ -166,6 +166,34 @@ test('the owner SIGKILLed at about half of the download: the next pull succeeds,
   }
 });
 
+test('the internal fill endpoint serves a byte range of a running fill to a holder of the secret', async () => {
+  const { rig, replicas } = cluster;
+  const [a] = replicas as [Replica];
+  const layer = await pushBig('library/ranged', 'cluster-range', 8 * MiB);
+  rig.resetProxy();
+  rig.proxy.setRules([drip(32 * 1024, 5, { match: { kind: 'blob', method: 'GET' } })]);
+  const agent = new Agent({ connections: 4 });
+  try {
+    const whole = pull(`${a.url}/v2/library/ranged/blobs/${layer.digest}`, agent);
+    await rig.proxy.waitForCount({ kind: 'blob', method: 'GET' }, 1);
+    const start = 6 * MiB;
+    const res = await request(`${a.url}/_berth/cluster/fills/${layer.digest}`, {
+      dispatcher: agent, headers: { authorization: `Bearer ${cluster.secret}`, range: `bytes=${start}-${start + 99_999}` },
+    });
+    assert.equal(res.statusCode, 206);
+    assert.equal(res.headers['content-range'], `bytes ${start}-${start + 99_999}/${layer.size}`);
+    assert.ok(typeof res.headers['berth-fill-epoch'] === 'string', 'the owner names its lease epoch');
+    const part = Buffer.from(await res.body.arrayBuffer());
+    assert.ok(part.equals(layer.data.subarray(start, start + 100_000)), 'the range holds the right bytes, sent as they landed');
+    const got = await whole;
+    assert.equal(got.digest, layer.digest);
+    assert.equal(rig.proxy.count({ kind: 'blob', method: 'GET' }), 1);
+  } finally {
+    await agent.close();
+    rig.proxy.setRules([]);
+  }
+});
+
 test('the internal fill endpoint refuses a request without the cluster secret', async () => {
   const [a] = cluster.replicas as [Replica];
   const digest = `sha256:${'0'.repeat(64)}`;
