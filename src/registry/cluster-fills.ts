@@ -202,20 +202,26 @@ export class ClusterFills implements FillCoordinator {
     const release = (): void => {
       void redis.try('blob lease release', (c) => c.eval(RELEASE_SCRIPT, 1, key, value));
     };
+    // Known to the endpoint from now on: a joiner may ask while the upstream has not answered yet.
+    this.epochs.set(digest, epoch);
+    const forgetEpoch = (): void => {
+      if (this.epochs.get(digest) === epoch) this.epochs.delete(digest);
+    };
     let fill: SharedFill;
     try {
       // The previous owner may have committed and released just before this lease was taken.
       const stat = await this.deps.driver.statBlob(digest);
       if (stat) {
+        forgetEpoch();
         release();
         return committed(digest, stat.size);
       }
       fill = await start();
     } catch (err) {
+      forgetEpoch();
       release();
       throw err;
     }
-    this.epochs.set(digest, epoch);
     let lost = false;
     const renew = setInterval(() => {
       void redis.try('blob lease renewal', (c) => c.eval(RENEW_SCRIPT, 1, key, value, String(LEASE_MS))).then((kept) => {
@@ -228,7 +234,7 @@ export class ClusterFills implements FillCoordinator {
     renew.unref();
     const end = (): void => {
       clearInterval(renew);
-      if (this.epochs.get(digest) === epoch) this.epochs.delete(digest);
+      forgetEpoch();
       release();
     };
     fill.finished.then(end, end);
