@@ -21,7 +21,7 @@ import type { BerthConfig, UpstreamConfig } from '../config/types.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { RecordInvalidation } from '../storage/records.js';
-import type { SharedRateLimit } from '../upstream/ratelimit.js';
+import type { RateLimitState, SharedRateLimit } from '../upstream/ratelimit.js';
 import { ClusterFills } from './cluster-fills.js';
 import { ClusterRedis } from './cluster-redis.js';
 import { RedisTagChecks, type TagChecks } from './cluster-tags.js';
@@ -76,6 +76,15 @@ export class Cluster {
   attach(mirror: MirrorService, upstreams: readonly UpstreamConfig[]): void {
     const { redis, replicaId } = this;
     const states = new Map(upstreams.map((u) => [u.name, mirror.client(u).rateLimit] as const));
+    const { metrics } = this.deps;
+    // What another process saw shows in this one's gauges too (the client sets them for its own).
+    const adopt = (name: string, state: RateLimitState, s: SharedRateLimit): void => {
+      state.adopt(s);
+      const { limit } = state.snapshot();
+      const remaining = state.remaining();
+      if (limit !== null) metrics.rateLimitLimit.set({ upstream: name }, limit);
+      if (remaining !== null) metrics.rateLimitRemaining.set({ upstream: name }, remaining);
+    };
     for (const [name, state] of states) {
       const key = redis.key('ratelimit', encodeURIComponent(name));
       state.onChange = (s) => {
@@ -91,7 +100,7 @@ export class Cluster {
       for (const [name, state] of states) {
         const text = await redis.try('rate limit', (c) => c.get(redis.key('ratelimit', encodeURIComponent(name))));
         const s = text ? parseRateLimit(text) : null;
-        if (s) state.adopt(s);
+        if (s) adopt(name, state, s);
       }
     };
     redis.client.on('ready', () => void load());
@@ -111,7 +120,7 @@ export class Cluster {
       if (msg['type'] === 'ratelimit' && typeof msg['upstream'] === 'string') {
         const s = parseRateLimit(JSON.stringify(msg['state']));
         const state = states.get(msg['upstream']);
-        if (s && state) state.adopt(s);
+        if (s && state) adopt(msg['upstream'], state, s);
       } else if (msg['type'] === 'invalidate' && Array.isArray(msg['events'])) {
         for (const e of msg['events'] as unknown[]) {
           const inv = parseInvalidation(e);

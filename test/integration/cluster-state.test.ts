@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { buildImage, dockerHubRateLimit, fetchBlob, fetchManifest, pushImage, startProcess, type BuiltImage } from '../helpers/index.js';
-import { startCluster, type ClusterRig, type Replica } from './cluster-support.js';
+import { metric, startCluster, type ClusterRig, type Replica } from './cluster-support.js';
 
-const TAG_TTL_MS = 4_000;
+const TAG_TTL_MS = 8_000;
 let cluster: ClusterRig;
 let replicas: Replica[];
 
@@ -91,6 +91,8 @@ test('a 429 on replica A: replica B sends no upstream manifest GET until Retry-A
     assert.equal(onB.status, 429, 'B answers 429 at once for an uncached tag');
     assert.ok(Number(onB.headers['retry-after']) >= 1, 'with a Retry-After');
     assert.equal(cluster.rig.proxy.count({ kind: 'manifest' }), before, 'B sent nothing upstream while the budget is spent');
+    assert.equal(await metric(b.url, 'berth_upstream_ratelimit_remaining', { upstream: 'ghcr.io' }), 0, 'B\'s gauge shows the spent budget A saw');
+    assert.equal(await metric(b.url, 'berth_upstream_ratelimit_limit', { upstream: 'ghcr.io' }), 100);
     for (const r of [a, b]) {
       const m = await fetchManifest(r.url, 'ghcr.io/org/limited', 'cached');
       assert.equal(m.status, 200, 'a cached tag is served');
