@@ -6,8 +6,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { buildLargeBlobImage, drip, pushImage, type BuiltLayer } from '../helpers/index.js';
 import { metric, startCluster, type ClusterRig, type Replica } from './cluster-support.js';
@@ -52,22 +50,9 @@ async function pull(url: string, dispatcher: Agent): Promise<Pulled> {
   }
 }
 
-/** Every file under the shared store's blob tree for this digest, and whether it hashes to it. */
-async function storedCopies(root: string, digest: string): Promise<{ path: string; ok: boolean }[]> {
-  const hex = digest.slice('sha256:'.length);
-  const dir = join(root, 'blobs', 'sha256', hex.slice(0, 2));
-  let names: string[] = [];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return [];
-  }
-  const out = [];
-  for (const name of names.filter((n) => n.startsWith(hex))) {
-    const data = await readFile(join(dir, name));
-    out.push({ path: name, ok: `sha256:${createHash('sha256').update(data).digest('hex')}` === digest });
-  }
-  return out;
+/** What the shared store holds under this digest, each with what its bytes hash to. */
+async function storedCopies(digest: string): Promise<{ ok: boolean }[]> {
+  return (await cluster.store.blobs()).filter((b) => b.digest === digest).map((b) => ({ ok: b.hashesTo === digest }));
 }
 
 /** The bigger layer of a freshly pushed image, pulled by tag through every replica first (manifests cached). */
@@ -115,7 +100,7 @@ test('32 concurrent cold GETs of one 64 MiB blob split 16/16 over two replicas: 
       (await metric(b.url, 'berth_cluster_fill_joins_total', { where: 'local' }));
     assert.equal(remote, 1, 'one replica streamed the other\'s fill');
     assert.equal(local, 30, 'the other 30 clients joined a fill on their own replica');
-    const copies = await storedCopies(cluster.store.config['root'] as string, layer.digest);
+    const copies = await storedCopies(layer.digest);
     assert.deepEqual(copies.map((c) => c.ok), [true], 'one stored copy, and it verifies');
     console.log(`# 2 replicas × 16 clients × 64 MiB: download ${downloadEnd} ms, last first byte A ${firstA} ms, B ${firstB} ms, ` +
       `last client done ${Math.max(...results.map((r) => r.doneAt)) - t0} ms`);
@@ -154,7 +139,7 @@ test('the owner SIGKILLed at about half of the download: the next pull succeeds,
     assert.equal(next.digest, layer.digest);
     const gets = rig.proxy.requests.filter((r) => r.kind === 'blob' && r.method === 'GET').length;
     assert.ok(gets <= 2, `at most 2 upstream GETs in all (saw ${gets})`);
-    const copies = await storedCopies(cluster.store.config['root'] as string, layer.digest);
+    const copies = await storedCopies(layer.digest);
     assert.ok(copies.length === 1 && copies.every((c) => c.ok), `only a verified copy under the digest (${JSON.stringify(copies)})`);
     console.log(`# owner killed at 50 %: next pull took ${Date.now() - t} ms, ${gets} upstream GETs in all`);
   } finally {

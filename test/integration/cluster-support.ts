@@ -2,8 +2,9 @@
 // counting fault proxy, a real Redis, and N Berth replicas as child processes sharing ONE store
 // and that Redis. The store is one parameter (`ClusterOptions.storage`): a filesystem root
 // shared by every replica by default; an object store (the S3 driver) plugs in the same way.
-import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
@@ -11,16 +12,44 @@ import { upstreamOverride } from '../helpers/berth.js';
 import { freePort, makeTempDir, removeTempDir, startProcess, startRedis, type ProcessHandle, type RedisServer } from '../helpers/index.js';
 import { startRig, type Rig } from '../helpers/rig.js';
 
-/** Where every replica keeps blobs and records: its `storage` config, and how to clean it up. */
+/** A blob as the store holds it: the digest it is stored under, and what its bytes hash to. */
+export interface StoredBlob {
+  digest: string;
+  hashesTo: string;
+}
+
+/**
+ * Where every replica keeps blobs and records: its `storage` config, every blob it holds (read
+ * back and hashed, so a test can show nothing unverified was committed), and its cleanup. An
+ * object store plugs in by implementing the same three.
+ */
 export interface SharedStore {
   config: Record<string, unknown>;
+  blobs(): Promise<StoredBlob[]>;
   cleanup(): Promise<void>;
 }
 
 /** The default shared store: one filesystem root for every replica. */
 export async function sharedFilesystem(): Promise<SharedStore> {
   const root = await makeTempDir('cluster-store');
-  return { config: { root }, cleanup: () => removeTempDir(root) };
+  return {
+    config: { root },
+    async blobs() {
+      const out: StoredBlob[] = [];
+      const base = join(root, 'blobs');
+      for (const alg of await readdir(base).catch(() => [])) {
+        for (const prefix of await readdir(join(base, alg))) {
+          for (const name of await readdir(join(base, alg, prefix))) {
+            const hash = createHash(alg);
+            for await (const chunk of createReadStream(join(base, alg, prefix, name))) hash.update(chunk as Buffer);
+            out.push({ digest: `${alg}:${name}`, hashesTo: `${alg}:${hash.digest('hex')}` });
+          }
+        }
+      }
+      return out;
+    },
+    cleanup: () => removeTempDir(root),
+  };
 }
 
 export interface ClusterOptions {
