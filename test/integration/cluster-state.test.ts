@@ -127,6 +127,29 @@ test('a purge on replica A: within 1 s replica B serves nothing stale', async ()
   }
 });
 
+test('a Redis that hangs (SIGSTOP): a cold pull costs at most the command deadlines, never a stall', async () => {
+  const [a] = replicas as [Replica];
+  const img = await push('org/hung', 'v1', 'cluster-redis-hung');
+  const layer = img.layers[0];
+  assert.ok(layer);
+  cluster.redis.process.kill('SIGSTOP');
+  try {
+    const t = Date.now();
+    const m = await fetchManifest(a.url, 'ghcr.io/org/hung', 'v1');
+    const blob = await fetchBlob(a.url, 'ghcr.io/org/hung', layer.digest);
+    const took = Date.now() - t;
+    assert.equal(m.status, 200);
+    assert.equal(m.digest, img.manifestDigest);
+    assert.equal(blob.status, 200);
+    assert.equal(`sha256:${createHash('sha256').update(blob.body).digest('hex')}`, layer.digest);
+    // Each Redis command gives up after 500 ms; a cold tag and a cold blob ask it a handful of times.
+    assert.ok(took < 4_000, `a cold manifest and blob took ${took} ms with Redis hung`);
+    console.log(`# Redis hung: cold manifest + blob in ${took} ms`);
+  } finally {
+    cluster.redis.process.kill('SIGCONT');
+  }
+});
+
 /** Every blob in the shared store hashes to its name. */
 async function storeIsSound(): Promise<number> {
   const blobs = await cluster.store.blobs();
