@@ -99,7 +99,9 @@ export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOpti
   // Replicas (src/registry/cluster.ts): with redis.url, tag checks, rate limits and removals are
   // shared; with cluster.advertiseUrl too, blob fills are led by one replica and joined by the rest.
   const wantMirror = opts.mirror ?? true;
-  const cluster = wantMirror && config.redis.url !== null ? await Cluster.open(config, { driver, metrics, log }) : null;
+  const cluster = wantMirror && config.redis.url !== null
+    ? await Cluster.open(config, { driver, metrics, log, ...(wantLifecycle ? { stored: (d, size) => hooks.stored(d, size, 'blob') } : {}) })
+    : null;
   const clusterDeps = cluster ? { tagChecks: cluster.tagChecks, ...(cluster.fills ? { fills: cluster.fills } : {}) } : {};
   const mirror = wantMirror
     ? new MirrorService({ driver, upstreams: config.upstreams, metrics, log, ...now, ...(wantLifecycle ? { hooks } : {}), ...clusterDeps })

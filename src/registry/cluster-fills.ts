@@ -87,6 +87,11 @@ export interface ClusterFillsDeps {
   advertiseUrl: string;
   secret: string;
   now?: () => number;
+  /**
+   * A blob copied from another replica is in the store (committed by this copy or by the owner):
+   * the lifecycle's index learns it here, as it learns this replica's own downloads.
+   */
+  stored?: (digest: Digest, size: number) => void;
 }
 
 const RENEW_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
@@ -277,6 +282,7 @@ export class ClusterFills implements FillCoordinator {
     metrics.clusterFillJoins.inc({ where: 'remote' });
     log.debug({ digest, owner: owner.replica, epoch: owner.epoch }, 'joined the blob fill of another replica');
     void fill.run(res.body as AsyncIterable<Buffer>, () => undefined).then(() => {
+      if (fill.state === 'done') this.deps.stored?.(digest, fill.written);
       if (fill.state === 'failed') log.warn({ digest, owner: owner.replica, err: fill.error?.message }, 'blob copied from another replica failed; nothing was cached by this copy');
     });
     return fill;

@@ -19,6 +19,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { BerthConfig, UpstreamConfig } from '../config/types.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { Digest } from '../oci/reference.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { RecordInvalidation } from '../storage/records.js';
 import type { RateLimitState, SharedRateLimit } from '../upstream/ratelimit.js';
@@ -36,6 +37,8 @@ export interface ClusterDeps {
   driver: StorageDriver;
   metrics: Metrics;
   log: Logger;
+  /** A blob copied from another replica is stored (the lifecycle's `stored` hook). */
+  stored?: (digest: Digest, size: number) => void;
 }
 
 export class Cluster {
@@ -55,7 +58,10 @@ export class Cluster {
     this.tagChecks = new RedisTagChecks(redis, replicaId);
     const { advertiseUrl, secret } = config.cluster;
     this.fills = advertiseUrl !== null && secret !== null
-      ? new ClusterFills({ redis, driver: deps.driver, metrics: deps.metrics, log: deps.log, replicaId, advertiseUrl, secret })
+      ? new ClusterFills({
+        redis, driver: deps.driver, metrics: deps.metrics, log: deps.log, replicaId, advertiseUrl, secret,
+        ...(deps.stored ? { stored: deps.stored } : {}),
+      })
       : null;
   }
 
