@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/types.js';
 import { Metrics } from '../metrics/metrics.js';
 import { createPrewarmService, type PrewarmService } from '../queue/index.js';
+import { Cluster } from '../registry/cluster.js';
 import { MirrorService, type CacheHooks } from '../registry/mirror.js';
 import { Router } from '../registry/routing.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -53,6 +54,8 @@ export interface Core {
   mirror: MirrorService | null;
   lifecycle: CacheLifecycle | null;
   prewarm: PrewarmService | null;
+  /** Replica coordination through Redis (src/registry/cluster.ts); null without redis.url or a mirror. */
+  cluster: Cluster | null;
   /** Close what was built, in reverse order (the lifecycle is stopped by whoever started it). */
   close(): Promise<void>;
 }
@@ -75,7 +78,9 @@ export async function openDriver(config: BerthConfig, mode: 'own' | 'shared', in
 }
 
 export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOptions): Promise<Core> {
-  const driver = await openDriver(config, opts.store, opts.driver);
+  // Replicas share the store: none of them clears what the others may have in flight.
+  const store = config.cluster.advertiseUrl !== null ? 'shared' : opts.store;
+  const driver = await openDriver(config, store, opts.driver);
   const metrics = opts.metrics ?? new Metrics();
   metrics.prepare({ upstreams: config.upstreams.map((u) => u.name), storageMaxBytes: config.storage.maxSize, storageSpace: () => driver.space() });
   const router = new Router(config.upstreams, config.defaultUpstream);
@@ -93,9 +98,17 @@ export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOpti
     canStore: () => lifecycle?.canStore() ?? true,
   };
   const wantLifecycle = opts.lifecycle !== undefined && opts.lifecycle !== false;
-  const mirror = (opts.mirror ?? true)
-    ? new MirrorService({ driver, upstreams: config.upstreams, metrics, log, ...now, ...(wantLifecycle ? { hooks } : {}) })
+  // Replicas (src/registry/cluster.ts): with redis.url, tag checks, rate limits and removals are
+  // shared; with cluster.advertiseUrl too, blob fills are led by one replica and joined by the rest.
+  const wantMirror = opts.mirror ?? true;
+  const cluster = wantMirror && config.redis.url !== null
+    ? await Cluster.open(config, { driver, metrics, log, ...(wantLifecycle ? { stored: (d, size) => hooks.stored(d, size, 'blob') } : {}) })
     : null;
+  const clusterDeps = cluster ? { tagChecks: cluster.tagChecks, ...(cluster.fills ? { fills: cluster.fills } : {}) } : {};
+  const mirror = wantMirror
+    ? new MirrorService({ driver, upstreams: config.upstreams, metrics, log, ...now, ...(wantLifecycle ? { hooks } : {}), ...clusterDeps })
+    : null;
+  if (cluster && mirror) cluster.attach(mirror, config.upstreams);
   const meta = mirror?.meta ?? new MetadataStore(driver);
   if (opts.lifecycle !== undefined && opts.lifecycle !== false) {
     const storage = config.storage;
@@ -113,10 +126,11 @@ export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOpti
   }
   const prewarm = opts.prewarm ? createPrewarmService({ config, router, metrics, log, driver, mirror }) : null;
   return {
-    config, log, driver, meta, metrics, router, mirror, lifecycle, prewarm,
+    config, log, driver, meta, metrics, router, mirror, lifecycle, prewarm, cluster,
     async close() {
       await prewarm?.close();
       await mirror?.close();
+      await cluster?.close();
     },
   };
 }

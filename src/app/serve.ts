@@ -86,6 +86,18 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
   }
   const readiness: ReadinessCheck[] = [...(opts.accessFactory ? [] : (token.readiness ?? [])), ...(opts.readiness ?? [])];
   if (config.redis.url && !readiness.some((c) => c.name === 'redis')) readiness.push(redisCheck(config.redis.url));
+  // Replicas (cluster.advertiseUrl): this replica's own coordination connection, which reconnects
+  // on its own with back-off, beside the redis check's fresh PING.
+  const cluster = core.cluster;
+  if (cluster?.fills) {
+    readiness.push({
+      name: 'cluster',
+      required: false,
+      check: async () => cluster.redis.up
+        ? { ok: true, detail: `replica ${cluster.replicaId}: coordinating through redis` }
+        : { ok: false, detail: `replica ${cluster.replicaId}: redis unreachable; tag checks, rate limits, purges and blob fills are per replica until it returns` },
+    });
+  }
   const lifecycle = core.lifecycle;
   if (lifecycle && !readiness.some((c) => c.name === 'disk-full')) {
     readiness.push({ name: 'disk-full', required: false, check: async () => lifecycle.diskCheck() });
@@ -93,6 +105,8 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
   const app = await buildApp({
     config, mirror, router: core.router, access, metrics: core.metrics, driver: core.driver, logger: log, readiness,
     lifecycle, prewarm: core.prewarm, tls,
+    // Replicas: the internal endpoint other replicas join this one's blob fills through.
+    ...(core.cluster?.fills && config.cluster.secret !== null ? { clusterFills: { fills: core.cluster.fills, secret: config.cluster.secret } } : {}),
   });
   const server = app.server;
   const reloader = tls && server instanceof TlsServer ? new TlsReloader({ server, http: config.http, current: tls, log }) : null;

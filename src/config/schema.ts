@@ -139,6 +139,9 @@ export const berthSchema = object({
     policy: list(policyRuleSchema),
   }),
   redis: object({ url: nullableText(), prefix: text('berth') }),
+  // Replicas (src/registry/cluster.ts): advertiseUrl turns on cross-replica blob fills (needs
+  // redis.url and secret); replicaId defaults to host name + process id at start.
+  cluster: object({ replicaId: nullableText(), advertiseUrl: nullableText(), secret: nullableText() }),
   prewarm: object({
     schedule: text('0 */6 * * *'),
     reservePulls: integer(10, 0),

@@ -142,6 +142,15 @@ export interface BerthConfig {
     /** Namespace of every key Berth keeps in Redis (the BullMQ queue, pre-warm status and locks). */
     prefix: string;
   };
+  /** Replicas sharing one store and Redis (src/registry/cluster.ts). */
+  cluster: {
+    /** This replica's name in leases and logs; null: host name and process id. */
+    replicaId: string | null;
+    /** Where other replicas reach this one's internal fill endpoint; null: no cross-replica joins. */
+    advertiseUrl: string | null;
+    /** Bearer secret of the internal endpoint (/_berth/cluster/...), shared by every replica. */
+    secret: string | null;
+  };
   prewarm: {
     schedule: string;
     reservePulls: number;

@@ -78,6 +78,8 @@ export function validate(cfg: BerthConfig): void {
     }
   }
 
+  validateCluster(cfg);
+
   checkCron(prewarm.schedule, 'prewarm.schedule');
   prewarm.images.forEach((image, i) => {
     const key = `prewarm.images[${i}]`;
@@ -111,6 +113,21 @@ function validateS3(cfg: BerthConfig): void {
   // SigV4 presigned URLs live at most 7 days.
   if (s3.redirect.ttl > 7 * 24 * 3_600_000) throw ConfigError.expected('storage.s3.redirect.ttl', 'a duration of at most 7d (the longest a presigned URL lives)', `${s3.redirect.ttl}ms`);
   if (s3.prefix.split('/').some((p) => p === '.' || p === '..')) throw ConfigError.expected('storage.s3.prefix', 'a key prefix without "." or ".." segments', s3.prefix);
+}
+
+/** Replicas: an advertised replica needs Redis (leases) and the secret its endpoint checks. */
+function validateCluster(cfg: BerthConfig): void {
+  const c = cfg.cluster;
+  if (c.replicaId !== null && !/^[A-Za-z0-9._-]{1,64}$/.test(c.replicaId)) {
+    throw ConfigError.expected('cluster.replicaId', '1 to 64 letters, digits, ".", "_" or "-"', c.replicaId);
+  }
+  if (c.secret !== null && c.secret.length < 16) {
+    throw new ConfigError('cluster.secret', 'must be at least 16 characters (it guards the internal fill endpoint)');
+  }
+  if (c.advertiseUrl === null) return;
+  c.advertiseUrl = httpUrl(c.advertiseUrl, 'cluster.advertiseUrl');
+  if (c.secret === null) throw new ConfigError('cluster.secret', 'required when cluster.advertiseUrl is set (other replicas authenticate with it)');
+  if (cfg.redis.url === null) throw new ConfigError('redis.url', 'required when cluster.advertiseUrl is set (replicas coordinate fills through Redis)');
 }
 
 function validateUpstreams(cfg: BerthConfig): void {

@@ -27,6 +27,7 @@ import { installAdminGuard } from './admin-guard.js';
 import { installMetricsListener } from './metrics-listener.js';
 import { httpsOptions, type TlsPair } from './tls.js';
 import { clientErrorHandler, frameworkErrorHandler } from './client-errors.js';
+import { clusterRoutes, type ClusterRouteOptions } from './routes/cluster.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -65,6 +66,8 @@ export interface AppServices {
   prewarm?: PrewarmService | null;
   /** The certificate pair when http.tls is set: the server speaks HTTPS (src/http/tls.ts). */
   tls?: TlsPair | null;
+  /** Replicas: serve this replica's blob fills to the others (routes/cluster.ts); absent: no endpoint. */
+  clusterFills?: ClusterRouteOptions;
 }
 
 export async function buildApp(s: AppServices): Promise<FastifyInstance> {
@@ -127,6 +130,7 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
   await app.register(v2Routes);
   await app.register(healthRoutes);
   await app.register(apiRoutes, { prefix: '/api/v1' });
+  if (s.clusterFills) await app.register(clusterRoutes(s.clusterFills));
   return app;
 }
 

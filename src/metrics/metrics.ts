@@ -219,6 +219,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Replicas (src/registry/cluster-fills.ts): a blob miss that joined a fill instead of starting
+  // one, in this replica (`local`) or streamed from the replica that leads it (`remote`).
+  readonly clusterFillJoins = new client.Counter({
+    name: 'berth_cluster_fill_joins_total',
+    help: 'Blob misses that joined a fill under way: in this replica (local) or streamed from the replica leading it (remote).',
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaults?: boolean } = {}) {
     if (opts.defaults !== false) {
       client.collectDefaultMetrics({ register: this.registry });
@@ -228,6 +237,7 @@ export class Metrics {
     for (const kind of CACHE_KINDS) for (const result of CACHE_RESULTS) this.cacheRequests.inc({ kind, result }, 0);
     for (const source of SERVED_SOURCES) this.servedBytes.inc({ source }, 0);
     for (const result of PREWARM_RESULTS) this.prewarmRuns.inc({ result }, 0);
+    for (const where of ['local', 'remote']) this.clusterFillJoins.inc({ where }, 0);
     // The pull routes' latency series too: a series that first appears with its final count
     // shows no rate, so a burst of pulls between two scrapes would be missing from p50/p99.
     for (const method of ['GET', 'HEAD']) for (const route of ['manifest', 'blob']) this.httpDuration.zero({ method, route });

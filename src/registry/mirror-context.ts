@@ -13,6 +13,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import { isNoSpace } from '../storage/space.js';
 import { header, type Headers } from '../upstream/client.js';
 import { UpstreamError } from '../upstream/errors.js';
+import type { TagChecks } from './cluster-tags.js';
 import type { FillCoordinator, SharedFill } from './fills.js';
 import type { MetadataStore } from '../storage/records.js';
 import type { CacheEventsPort } from '../storage/ports.js';
@@ -25,6 +26,8 @@ export type CacheHooks = CacheEventsPort;
 export class MirrorContext {
   /** Lifecycle listener; null until one is attached. Read at each use, so attaching later works. */
   hooks: CacheHooks | null;
+  /** Replicas: tag checks shared through Redis (cluster-tags.ts); null in a single process. */
+  tagChecks: TagChecks | null = null;
 
   constructor(
     readonly driver: StorageDriver,

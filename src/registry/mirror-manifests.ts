@@ -21,12 +21,19 @@ import { validateManifest } from '../oci/manifest-validate.js';
 import { parseDigest, type Digest } from '../oci/reference.js';
 import { header } from '../upstream/client.js';
 import { UpstreamError, toRegistryError } from '../upstream/errors.js';
+import type { TagCheck } from './cluster-tags.js';
 import type { TagOutcome } from './fills.js';
 import type { TagRecord } from '../storage/records.js';
 import type { MirrorContext } from './mirror-context.js';
 import type { RepoScope } from './mirror-scope.js';
 import type { ManifestRef, ManifestResult } from './repository.js';
 import type { Routed } from './routing.js';
+
+/**
+ * Replicas: how long a replica waits for another's revalidation of the same tag before it asks
+ * upstream itself (as long as that replica's lock lasts, cluster-tags.ts).
+ */
+const TAG_WAIT_MS = 5_000;
 
 export interface CachedManifest {
   bytes: Buffer;
@@ -157,7 +164,12 @@ export class MirrorManifests {
 
   private async manifestByTag(r: Routed, tag: string): Promise<ManifestResult> {
     const { ctx } = this;
-    const rec = knownTag(await ctx.meta.getTag(r.upstream.name, r.name, tag));
+    let rec = knownTag(await ctx.meta.getTag(r.upstream.name, r.name, tag));
+    // Replicas: another one may have confirmed the tag since this one did (cluster-tags.ts).
+    if (rec && ctx.tagChecks && ctx.now() - rec.checkedAt >= r.upstream.tagTtl) {
+      const seen = await ctx.tagChecks.last(r.upstream.name, r.name, tag);
+      if (seen && seen.checkedAt > rec.checkedAt) rec = await this.adoptCheck(r, tag, rec, seen);
+    }
     const age = rec ? ctx.now() - rec.checkedAt : Infinity;
     if (rec && age < r.upstream.tagTtl) {
       const local = await this.localManifest(rec.digest);
@@ -174,7 +186,7 @@ export class MirrorManifests {
       if (local) {
         // Answer now; one background revalidation (joined by any other) refreshes the record
         // for the next client. Its failures are the stale path's business, not this client's.
-        void ctx.fills.tag(fill, () => this.revalidateTag(r, tag, rec)).promise.catch(() => undefined);
+        void ctx.fills.tag(fill, () => this.revalidateShared(r, tag, rec)).promise.catch(() => undefined);
         ctx.decide(r, { tag, digest: rec.digest, ageMs: age, tagTtlMs: r.upstream.tagTtl }, 'tag older than tagTtl, within staleWhileRevalidate; served from the cache, revalidating in the background');
         ctx.count('manifest', 'hit');
         return { bytes: local.bytes, mediaType: local.mediaType, digest: rec.digest, stale: false };
@@ -184,7 +196,7 @@ export class MirrorManifests {
     try {
       this.checkNotFound(key, r);
       ctx.decide(r, { tag, cachedDigest: rec?.digest ?? null, ageMs: rec ? age : null, tagTtlMs: r.upstream.tagTtl }, rec ? 'tag not checked within tagTtl; revalidating with upstream HEAD' : 'tag not cached; asking upstream');
-      const { promise, shared } = ctx.fills.tag(fill, () => this.revalidateTag(r, tag, rec));
+      const { promise, shared } = ctx.fills.tag(fill, () => this.revalidateShared(r, tag, rec));
       if (shared) result = 'coalesced';
       const out = await promise;
       // A stale answer is counted as stale whoever asked: that is the figure operators watch.
@@ -192,6 +204,62 @@ export class MirrorManifests {
       return out.value;
     } finally {
       ctx.count('manifest', result);
+    }
+  }
+
+  /**
+   * A check another replica made (cluster-tags.ts), taken in: the same digest refreshes this
+   * replica's copy of the record; a new one is read from the store, where that replica wrote it.
+   * Returns the record to go on with (the one given when the store does not agree yet).
+   */
+  private async adoptCheck(r: Routed, tag: string, rec: KnownTag | null, seen: TagCheck): Promise<KnownTag | null> {
+    const { meta } = this.ctx;
+    if (rec && rec.digest === seen.digest) {
+      const next = { ...rec, checkedAt: seen.checkedAt };
+      meta.rememberTag(r.upstream.name, r.name, tag, next);
+      return next;
+    }
+    const stored = knownTag(await meta.rereadTag(r.upstream.name, r.name, tag));
+    if (!stored || stored.digest !== seen.digest) return rec;
+    const next = { ...stored, checkedAt: Math.max(stored.checkedAt, seen.checkedAt) };
+    meta.rememberTag(r.upstream.name, r.name, tag, next);
+    return next;
+  }
+
+  /**
+   * Replicas: one revalidation of a tag at a time across the cluster. The replica that takes the
+   * tag's lock asks upstream and publishes its check; the others wait for that check and answer
+   * from the store. No Redis, or no answer within TAG_WAIT_MS: this replica asks upstream itself.
+   */
+  private async revalidateShared(r: Routed, tag: string, rec: KnownTag | null): Promise<TagOutcome> {
+    const { ctx } = this;
+    const checks = ctx.tagChecks;
+    if (!checks) return this.revalidateTag(r, tag, rec);
+    const u = r.upstream.name;
+    const fromCheck = async (seen: TagCheck | null): Promise<TagOutcome | null> => {
+      if (!seen || seen.checkedAt <= (rec?.checkedAt ?? 0)) return null;
+      const next = await this.adoptCheck(r, tag, rec, seen);
+      const local = next && next.digest === seen.digest ? await this.localManifest(next.digest) : null;
+      if (!next || !local) return null;
+      ctx.decide(r, { tag, digest: next.digest }, 'another replica revalidated the tag; served from the cache, upstream not asked');
+      return { value: { bytes: local.bytes, mediaType: local.mediaType, digest: next.digest, stale: false }, result: 'coalesced' };
+    };
+    const lock = await checks.lock(u, r.name, tag);
+    if (lock.kind === 'theirs') {
+      const got = await fromCheck(await checks.waitFor(u, r.name, tag, rec?.checkedAt ?? 0, TAG_WAIT_MS));
+      if (got) return got;
+    }
+    try {
+      if (lock.kind === 'mine') {
+        // The previous holder may have published its check just before this lock was taken.
+        const got = await fromCheck(await checks.last(u, r.name, tag));
+        if (got) return got;
+      }
+      const out = await this.revalidateTag(r, tag, rec);
+      if (!out.value.stale) checks.note(u, r.name, tag, { digest: out.value.digest, checkedAt: ctx.now() }, r.upstream.tagTtl);
+      return out;
+    } finally {
+      if (lock.kind === 'mine') lock.release();
     }
   }
 

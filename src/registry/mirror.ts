@@ -21,6 +21,7 @@ import { isIndexType } from '../oci/media.js';
 import type { Digest } from '../oci/reference.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { UpstreamClient } from '../upstream/client.js';
+import type { TagChecks } from './cluster-tags.js';
 import { InProcessFills, type FillCoordinator, type FillInProgress } from './fills.js';
 import { MetadataStore } from '../storage/records.js';
 import { MirrorBlobs } from './mirror-blobs.js';
@@ -50,6 +51,8 @@ export interface MirrorDeps {
   fills?: FillCoordinator;
   /** Host-name resolution for upstream connections (a test seam for DNS failures); the system's by default. */
   lookup?: LookupFunction;
+  /** Replicas: tag checks shared through Redis (cluster-tags.ts). */
+  tagChecks?: TagChecks;
 }
 
 /** The mirror as operators see it (admin API): plain JSON. */
@@ -75,6 +78,7 @@ export class MirrorService implements Repository, CatalogSource {
       metrics: deps.metrics, log: deps.log, now, ...(deps.lookup ? { lookup: deps.lookup } : {}),
     });
     this.ctx = new MirrorContext(deps.driver, this.meta, this.upstreams, this.fills, deps.metrics, deps.log, now, deps.hooks ?? null);
+    this.ctx.tagChecks = deps.tagChecks ?? null;
     const scope = new RepoScope(this.ctx);
     this.manifests = new MirrorManifests(this.ctx, scope);
     this.blobs = new MirrorBlobs(this.ctx, scope);

@@ -69,12 +69,41 @@ export function repoKey(upstream: string, name: string): string {
   return `repos/${encodeURIComponent(upstream)}/${name}`;
 }
 
+/**
+ * A record removed here (purge, delete, eviction, GC): what other processes sharing the store
+ * must drop from their in-memory copies (replicas: src/registry/cluster.ts sends it by pub/sub).
+ */
+export type RecordInvalidation =
+  | { kind: 'tag'; upstream: string; name: string; tag: string }
+  | { kind: 'manifest'; digest: string }
+  | { kind: 'repo'; upstream: string; name: string };
+
 export class MetadataStore {
   private readonly tags = new LRUCache<string, TagRecord>({ max: 10_000 });
   private readonly manifests = new LRUCache<string, ManifestRecord>({ max: 50_000 });
   private repos: Set<string> | null = null;
+  /** Told of every removal made through this store (replicas share it); never of `dropCached`. */
+  onInvalidate: ((e: RecordInvalidation) => void) | null = null;
 
   constructor(private readonly driver: StorageDriver) {}
+
+  /** Another process removed this record: forget the in-memory copy (nothing is written). */
+  dropCached(e: RecordInvalidation): void {
+    if (e.kind === 'tag') this.tags.delete(`${repoKey(e.upstream, e.name)}/_tags/${e.tag}`);
+    else if (e.kind === 'manifest') this.manifests.delete(e.digest);
+    else this.repos = null;
+  }
+
+  /** A tag record as another replica just confirmed it: kept in memory only (the store has it). */
+  rememberTag(upstream: string, name: string, tag: string, rec: TagRecord): void {
+    this.tags.set(`${repoKey(upstream, name)}/_tags/${tag}`, rec);
+  }
+
+  /** The tag record as the store holds it now, past the in-memory copy (another process wrote it). */
+  async rereadTag(upstream: string, name: string, tag: string): Promise<TagRecord | null> {
+    this.tags.delete(`${repoKey(upstream, name)}/_tags/${tag}`);
+    return this.getTag(upstream, name, tag);
+  }
 
   private async getJSON<T>(key: string): Promise<T | null> {
     const buf = await this.driver.getMeta(key);
@@ -110,7 +139,9 @@ export class MetadataStore {
   async deleteTag(upstream: string, name: string, tag: string): Promise<boolean> {
     const key = `${repoKey(upstream, name)}/_tags/${tag}`;
     this.tags.delete(key);
-    return this.driver.deleteMeta(key);
+    const removed = await this.driver.deleteMeta(key);
+    this.onInvalidate?.({ kind: 'tag', upstream, name, tag });
+    return removed;
   }
 
   async listTags(upstream: string, name: string): Promise<string[]> {
@@ -136,6 +167,7 @@ export class MetadataStore {
   async deleteManifest(digest: string): Promise<void> {
     this.manifests.delete(digest);
     await this.driver.deleteMeta(`manifests/${digestKey(digest)}`);
+    this.onInvalidate?.({ kind: 'manifest', digest });
   }
 
   async link(upstream: string, name: string, digest: string, now: number): Promise<void> {
@@ -230,6 +262,7 @@ export class MetadataStore {
 
   forgetRepo(upstream: string, name: string): void {
     this.repos?.delete(`${upstream}\u0000${name}`);
+    this.onInvalidate?.({ kind: 'repo', upstream, name });
   }
 
   /** Every cached repository as [upstream, name], sorted by upstream then name. */

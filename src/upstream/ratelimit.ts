@@ -44,12 +44,43 @@ export function parseRateLimitHeader(v: string | string[] | undefined): { value:
   return { value: Number(m[1]), window: m[2] !== undefined ? Number(m[2]) : null };
 }
 
+/** The state as replicas share it (src/registry/cluster.ts): the snapshot and whether its block is firm. */
+export interface SharedRateLimit extends RateLimitSnapshot {
+  firm: boolean;
+}
+
 export class RateLimitState {
   private snap: RateLimitSnapshot = { limit: null, remaining: null, window: null, observedAt: null, exhaustedUntil: null };
   /** The current block came from an explicit Retry-After: nothing lifts it early. */
   private firm = false;
+  /**
+   * Told after each change this process saw for itself (numbers observed, a 429), so replicas
+   * and workers sharing the upstream can adopt it; never called for an adopted state.
+   */
+  onChange: ((s: SharedRateLimit) => void) | null = null;
 
   constructor(private readonly now: () => number = Date.now) {}
+
+  /** The state to share with other processes. */
+  shared(): SharedRateLimit {
+    return { ...this.snap, firm: this.firm };
+  }
+
+  /**
+   * Take in what another process saw: its numbers when they are newer than ours, and its block
+   * when it lasts longer than ours (a 429 anywhere holds back GETs everywhere). A newer report of
+   * pulls left lifts a block that was not firm, as `observe` does.
+   */
+  adopt(s: SharedRateLimit): void {
+    if (s.observedAt !== null && (this.snap.observedAt === null || s.observedAt > this.snap.observedAt)) {
+      this.snap = { ...this.snap, limit: s.limit ?? this.snap.limit, remaining: s.remaining, window: s.window ?? this.snap.window, observedAt: s.observedAt };
+      if (s.exhaustedUntil === null && s.remaining !== null && s.remaining > 0 && !this.firm) this.snap.exhaustedUntil = null;
+    }
+    if (s.exhaustedUntil !== null && s.exhaustedUntil > this.now() && (this.snap.exhaustedUntil === null || s.exhaustedUntil > this.snap.exhaustedUntil)) {
+      this.snap = { ...this.snap, remaining: 0, exhaustedUntil: s.exhaustedUntil };
+      this.firm = s.firm;
+    }
+  }
 
   /** Record the headers of any upstream response. */
   observe(headers: Record<string, string | string[] | undefined>): void {
@@ -68,6 +99,7 @@ export class RateLimitState {
       this.snap.exhaustedUntil = null;
       this.firm = false;
     }
+    this.onChange?.(this.shared());
   }
 
   /** A 429: no GETs until Retry-After, or the reported window, or a minute. */
@@ -76,6 +108,7 @@ export class RateLimitState {
     const seconds = retryAfterSeconds ?? this.snap.window ?? 60;
     this.snap = { ...this.snap, remaining: 0, exhaustedUntil: t + seconds * 1000 };
     this.firm = retryAfterSeconds !== undefined;
+    this.onChange?.(this.shared());
   }
 
   /** Seconds until GETs may be sent again; 0 when they may be sent now. */
