@@ -1,5 +1,5 @@
 /**
- * Replicas: several Berth processes sharing one store and one Redis (docs/scale-out-replicas.md).
+ * Replicas: several Berth processes sharing one store and one Redis (docs/scale-out.md#replicas).
  * Built by the composition root when `redis.url` is set; Redis holds coordination only, never
  * content, so losing it degrades each replica to what a single process does.
  *
