@@ -14,6 +14,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { parseSize } from '../../src/config/units.js';
 import { startBerth } from '../helpers/berth.js';
 import { runCommand } from '../helpers/clients.js';
+import { podEnv } from '../helpers/k8s-env.js';
 
 const CHART = 'deploy/helm/berth';
 
@@ -207,5 +208,49 @@ test('the rendered probe and metrics paths answer 200 on a Berth running the ren
     }
   } finally {
     await berth.stop();
+  }
+});
+
+test('replicated values: several serve pods on the S3 bucket, no claim, cluster wiring, and a berth.yaml that loads with the pod environment', async () => {
+  const objs = await render('berth', ['-f', `${CHART}/values-replicated.yaml`]);
+  wiringHolds(objs);
+  assert.ok(!objs.some((o) => o.kind === 'PersistentVolumeClaim'), 'the bucket is the cache: no volume claim');
+  const { d, c, mount } = serverOf(objs, 'berth');
+  assert.ok(d.spec.replicas > 1);
+  assert.equal(d.spec.strategy.type, 'RollingUpdate');
+  assert.equal(d.spec.strategy.rollingUpdate.maxUnavailable, 0, 'a new pod is ready before an old one goes');
+  for (const dep of podTemplates(objs).filter((o) => o.metadata.name !== 'berth-redis')) {
+    const data = dep.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'data');
+    assert.ok(data.emptyDir, `${dep.metadata.name}: staging on an emptyDir`);
+  }
+  const worker = get(objs, 'Deployment', 'berth-worker');
+  assert.equal(worker.spec.template.spec.affinity, undefined, 'the worker is no longer tied to the server\'s node');
+  const pdb = get(objs, 'PodDisruptionBudget', 'berth');
+  assert.ok(pdb.spec.maxUnavailable < d.spec.replicas);
+  const secrets = { 'berth-cluster/secret': 's'.repeat(64), 'berth-s3/AWS_ACCESS_KEY_ID': 'AKIA', 'berth-s3/AWS_SECRET_ACCESS_KEY': 'shh' };
+  const env = podEnv(c, { 'metadata.name': 'berth-7d9f-abcde', 'status.podIP': '10.1.2.3' }, secrets);
+  const cfg = parseConfig({ text: get(objs, 'ConfigMap', 'berth-config').data!['berth.yaml']!, env });
+  assert.equal(cfg.storage.driver, 's3');
+  assert.equal(cfg.storage.root, mount('data'), 'staging on the pod\'s emptyDir');
+  assert.equal(cfg.storage.maxSize, null, 'no per-pod cap on a shared bucket');
+  assert.equal(cfg.cluster.advertiseUrl, `http://10.1.2.3:${c.ports[0].containerPort}`);
+  assert.equal(cfg.cluster.replicaId, 'berth-7d9f-abcde');
+  assert.equal(cfg.cluster.secret, secrets['berth-cluster/secret']);
+  assert.ok(cfg.redis.url);
+  assert.equal(env['AWS_ACCESS_KEY_ID'], 'AKIA', 'the bucket credentials come from the Secret');
+});
+
+test('several replicas need S3, Redis and a cluster secret; S3 needs a bucket', async () => {
+  const s3 = ['--set', 'config.storage.driver=s3', '--set', 'config.storage.s3.bucket=b'];
+  const cases: [string[], RegExp][] = [
+    [['--set', 'replicaCount=3', '--set', 'redis.enabled=true', '--set', 'cluster.secretName=c'], /replicaCount > 1 needs a cache shared by every replica/],
+    [['--set', 'replicaCount=3', ...s3, '--set', 'cluster.secretName=c'], /replicaCount > 1 needs Redis/],
+    [['--set', 'replicaCount=3', ...s3, '--set', 'redis.enabled=true'], /replicaCount > 1 needs cluster.secretName/],
+    [['--set', 'config.storage.driver=s3'], /needs config.storage.s3.bucket/],
+  ];
+  for (const [args, msg] of cases) {
+    const r = await helm(['template', 'berth', CHART, ...args]);
+    assert.notEqual(r.code, 0, args.join(' '));
+    assert.match(r.stderr, msg);
   }
 });

@@ -37,10 +37,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when the cache is an S3 bucket (config.storage.driver: s3), "" otherwise. */}}
+{{- define "berth.s3" -}}
+{{- if eq (default "filesystem" (dig "storage" "driver" "" .Values.config)) "s3" -}}true{{- end -}}
+{{- end -}}
+
 {{/* Checks that fail the render with a sentence instead of producing a broken release. */}}
 {{- define "berth.validate" -}}
-{{- if gt (int .Values.replicaCount) 1 -}}
-{{- fail "replicaCount > 1 needs a cache shared by every replica; this chart's filesystem cache is one ReadWriteOnce volume, so keep replicaCount: 1" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not (include "berth.s3" .)) -}}
+{{- fail "replicaCount > 1 needs a cache shared by every replica; the filesystem cache is one ReadWriteOnce volume, so keep replicaCount: 1 or use the S3 driver (values-replicated.yaml)" -}}
+{{- end -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not (include "berth.redisUrl" .)) -}}
+{{- fail "replicaCount > 1 needs Redis for cross-replica coordination: set redis.enabled: true or redis.url" -}}
+{{- end -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.cluster.secretName) -}}
+{{- fail "replicaCount > 1 needs cluster.secretName: a Secret whose key `secret` authenticates fill joins between replicas" -}}
+{{- end -}}
+{{- if and (include "berth.s3" .) (not (dig "storage" "s3" "bucket" "" .Values.config)) -}}
+{{- fail "config.storage.driver: s3 needs config.storage.s3.bucket (and endpoint for a store other than AWS S3)" -}}
 {{- end -}}
 {{- if and .Values.worker.enabled (not (include "berth.redisUrl" .)) -}}
 {{- fail "worker.enabled needs Redis: set redis.enabled: true or redis.url" -}}
@@ -69,8 +83,14 @@ tolerations:
 {{- end }}
 volumes:
   - name: data
+    {{- if include "berth.s3" . }}
+    # The bucket is the cache; this is only the local staging folder.
+    emptyDir:
+      sizeLimit: {{ .Values.staging.sizeLimit }}
+    {{- else }}
     persistentVolumeClaim:
       claimName: {{ include "berth.claimName" . }}
+    {{- end }}
   - name: tmp
     emptyDir: {}
   - name: config
@@ -92,6 +112,41 @@ capabilities:
 {{- with (include "berth.redisUrl" .) }}
 - name: BERTH_REDIS_URL
   value: {{ . | quote }}
+{{- end }}
+{{- with .Values.s3Credentials.secretName }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: AWS_ACCESS_KEY_ID
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: AWS_SECRET_ACCESS_KEY
+{{- end }}
+{{- end -}}
+
+{{/* `serve` only: how the other replicas reach this pod for fill joins. */}}
+{{- define "berth.envCluster" -}}
+{{- if .Values.cluster.secretName }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: BERTH_CLUSTER_REPLICA_ID
+  value: $(POD_NAME)
+- name: BERTH_CLUSTER_ADVERTISE_URL
+  value: {{ printf "http://$(POD_IP):%d" (int .Values.service.port) | quote }}
+- name: BERTH_CLUSTER_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.cluster.secretName }}
+      key: secret
 {{- end }}
 {{- end -}}
 
