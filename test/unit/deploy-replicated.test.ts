@@ -3,13 +3,18 @@
 // claim is gone and every mount is backed by a volume, the server runs several replicas with
 // rolling updates and a PodDisruptionBudget that lets drains through one pod at a time, the worker
 // is free of the server's node, every `$(VAR)` and Secret reference resolves, and the rendered
-// berth.yaml loads through Berth's parser with the environment a kubelet would give the pod.
+// berth.yaml loads through Berth's parser with the environment a kubelet would give the pod, and a
+// Berth running it on a real Ceph RGW bucket and a real Redis answers the probe and scrape paths.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAllDocuments } from 'yaml';
+import { request } from 'undici';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
+import { startBerth } from '../helpers/berth.js';
+import { startCeph } from '../helpers/ceph.js';
 import { runCommand } from '../helpers/clients.js';
 import { podEnv, type EnvEntry } from '../helpers/k8s-env.js';
+import { startRedis } from '../helpers/redis.js';
 
 interface Container {
   name: string;
@@ -88,4 +93,45 @@ test('replicated overlay: berth.yaml loads with the serve and worker pods\' envi
   const wcfg = parseConfig({ text, fileName: 'berth-config/berth.yaml', env: podEnv(worker, fields, secrets) });
   assert.equal(wcfg.storage.driver, 's3');
   assert.equal(wcfg.redis.url, cfg.redis.url);
+});
+
+test('replicated overlay: a Berth running its berth.yaml on a real RGW bucket and Redis answers the probe and scrape paths', async () => {
+  const objs = await rendered();
+  const server = get(objs, 'Deployment', 'berth');
+  const c = server.spec.template.spec.containers[0] as { livenessProbe: { httpGet: { path: string } }; readinessProbe: { httpGet: { path: string } } };
+  const raw = parseYaml(get(objs, 'ConfigMap', 'berth-config').data?.['berth.yaml'] ?? '') as Record<string, Record<string, unknown>>;
+  const s3 = raw['storage']?.['s3'] as Record<string, unknown>;
+  const bucket = String(s3['bucket']);
+  const rgw = await startCeph({ buckets: [bucket] });
+  const redis = await startRedis();
+  try {
+    // The manifest's config, on this machine's store and Redis: the endpoint, keys (the pod gets
+    // them from the berth-s3 Secret), a temp staging folder and a loopback port; no pre-warm run.
+    const { root: _root, ...storage } = raw['storage'] ?? {};
+    const berth = await startBerth({
+      ...raw,
+      storage: { ...storage, s3: { ...s3, endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } },
+      redis: { url: redis.url },
+      cluster: { replicaId: 'berth-0', advertiseUrl: 'http://127.0.0.1:5000', secret: 'c'.repeat(64) },
+      prewarm: { ...(raw['prewarm'] ?? {}), images: [] },
+    });
+    try {
+      const ann = server.spec.template.metadata.annotations as Record<string, string>;
+      for (const path of [c.livenessProbe.httpGet.path, c.readinessProbe.httpGet.path, ann['prometheus.io/path']]) {
+        assert.ok(path);
+        const res = await request(`${berth.url}${path}`);
+        const body = await res.body.text();
+        assert.equal(res.statusCode, 200, `${path}: ${body}`);
+      }
+      const ready = await request(`${berth.url}/readyz`);
+      const report = (await ready.body.json()) as { status: string; checks: Record<string, { ok: boolean }> };
+      assert.equal(report.checks['storage']?.ok, true, 'the bucket answers');
+      assert.equal(report.status, 'ready');
+    } finally {
+      await berth.stop();
+    }
+  } finally {
+    await redis.stop();
+    await rgw.stop();
+  }
 });

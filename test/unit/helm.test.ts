@@ -112,8 +112,8 @@ function serverOf(objs: Obj[], release: string) {
   return { d, c, env, mount };
 }
 
-test('helm lint passes for the default and the Redis values', async () => {
-  for (const extra of [[], ['-f', `${CHART}/values-redis.yaml`]]) {
+test('helm lint passes for the default, the Redis and the replicated values', async () => {
+  for (const extra of [[], ['-f', `${CHART}/values-redis.yaml`], ['-f', `${CHART}/values-replicated.yaml`]]) {
     const r = await helm(['lint', CHART, ...extra]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
   }
