@@ -14,6 +14,7 @@ import type { BerthConfig } from '../config/types.js';
 import { Metrics } from '../metrics/metrics.js';
 import { createPrewarmService, type PrewarmService } from '../queue/index.js';
 import { MirrorService, type CacheHooks } from '../registry/mirror.js';
+import { HostedService } from '../registry/hosted-service.js';
 import { Router } from '../registry/routing.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { createDriver } from '../storage/factory.js';
@@ -53,6 +54,8 @@ export interface Core {
   mirror: MirrorService | null;
   lifecycle: CacheLifecycle | null;
   prewarm: PrewarmService | null;
+  /** Hosted repositories (push), when a `repositories` rule makes any name hosted; else null. */
+  hosted: HostedService | null;
   /** Close what was built, in reverse order (the lifecycle is stopped by whoever started it). */
   close(): Promise<void>;
 }
@@ -110,9 +113,14 @@ export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOpti
     });
   }
   const prewarm = opts.prewarm ? createPrewarmService({ config, router, metrics, log, driver, mirror }) : null;
+  // Hosted repositories (issue 14): on the mirror's records and the lifecycle's hooks.
+  const hosted = config.repositories.some((r) => r.mode === 'hosted')
+    ? new HostedService({ config, driver, meta, metrics, log: log.child({ component: 'hosted' }), events: hooks, ...now })
+    : null;
   return {
-    config, log, driver, meta, metrics, router, mirror, lifecycle, prewarm,
+    config, log, driver, meta, metrics, router, mirror, lifecycle, prewarm, hosted,
     async close() {
+      await hosted?.close();
       await prewarm?.close();
       await mirror?.close();
     },

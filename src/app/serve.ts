@@ -92,7 +92,7 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
   }
   const app = await buildApp({
     config, mirror, router: core.router, access, metrics: core.metrics, driver: core.driver, logger: log, readiness,
-    lifecycle, prewarm: core.prewarm, tls,
+    lifecycle, prewarm: core.prewarm, tls, hosted: core.hosted,
   });
   const server = app.server;
   const reloader = tls && server instanceof TlsServer ? new TlsReloader({ server, http: config.http, current: tls, log }) : null;
