@@ -181,7 +181,7 @@ export class HostedRegistry implements Repository {
     }
     const tags = [...new Set([...(ref.kind === 'tag' ? [ref.tag] : []), ...extraTags])];
     const doc = JSON.parse(bytes.toString('utf8')) as Doc;
-    await this.checkReferences(name, v.mediaType, doc);
+    const refs = await this.checkReferences(name, v.mediaType, doc);
     for (const tag of tags) {
       if (!this.immutable.matches(tag)) continue;
       const existing = await this.records.getTag(name, tag);
@@ -200,10 +200,28 @@ export class HostedRegistry implements Repository {
     await this.records.putManifest(name, digest, { mediaType: v.mediaType, size: bytes.length, linkedAt: at, ...(subject ? { subject } : {}) });
     if (subject) await this.records.putReferrer(name, subject, digest, referrerRecord(v.mediaType, bytes.length, doc));
     for (const tag of tags) await this.records.putTag(name, tag, { digest, pushedAt: at });
+    // A GC pass that had already decided on one of these blobs (unreferenced and past the grace
+    // period) before this push touched it may have removed it meanwhile: then the push fails
+    // as if the blob had never been there, and nothing it wrote stays.
+    for (const d of refs) {
+      if (await this.o.driver.statBlob(d)) continue;
+      for (const tag of tags) {
+        const t = await this.records.getTag(name, tag);
+        if (t?.digest === digest) await this.records.deleteTag(name, tag);
+      }
+      if (subject) await this.records.deleteReferrer(name, subject, digest);
+      await this.records.deleteManifest(name, digest);
+      throw registryError('MANIFEST_BLOB_UNKNOWN', `blob ${d} was removed while the manifest was stored; push it again`, { detail: { digest: d } });
+    }
     return { digest, subject, tags };
   }
 
-  private async checkReferences(name: string, mediaType: string, doc: Doc): Promise<void> {
+  /**
+   * Check what a manifest references and mark each as used now (so a GC pass running meanwhile
+   * leaves it for its grace period). Returns the digests the manifest needs.
+   */
+  private async checkReferences(name: string, mediaType: string, doc: Doc): Promise<Digest[]> {
+    const needed: Digest[] = [];
     if (isIndexType(mediaType)) {
       const entries = Array.isArray(doc['manifests']) ? doc['manifests'] : [];
       for (const e of entries) {
@@ -212,12 +230,14 @@ export class HostedRegistry implements Repository {
         if (!d) continue;
         const type = typeof e['mediaType'] === 'string' ? e['mediaType'] : undefined;
         if (type !== undefined && !MANIFEST_TYPES.includes(type)) continue;
+        this.o.events?.accessed(d);
         const held = (await this.records.getManifest(name, d)) !== null || (type === undefined && (await this.blobSize(name, d)) !== null);
         if (!held) {
           throw registryError('MANIFEST_BLOB_UNKNOWN', `the index names manifest ${d}, which ${name} does not hold`, { detail: { digest: d } });
         }
+        needed.push(d);
       }
-      return;
+      return needed;
     }
     const descriptors = [doc['config'], ...(Array.isArray(doc['layers']) ? doc['layers'] : [])];
     for (const e of descriptors) {
@@ -226,10 +246,13 @@ export class HostedRegistry implements Repository {
       if (Array.isArray(e['urls']) && e['urls'].length > 0) continue;
       const d = parseDigest(String(e['digest']));
       if (!d) continue;
+      this.o.events?.accessed(d);
       if ((await this.blobSize(name, d)) === null) {
         throw registryError('MANIFEST_BLOB_UNKNOWN', `the manifest names blob ${d}, which ${name} does not hold`, { detail: { digest: d } });
       }
+      needed.push(d);
     }
+    return needed;
   }
 
   /** DELETE of a tag (removes only the tag) or of a manifest by digest (its link, tags and referrer entry). */
