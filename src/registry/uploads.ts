@@ -249,7 +249,7 @@ export class Uploads {
       const size = s.offset;
       const existing = await this.o.driver.statBlob(digest);
       if (existing && existing.size === size) await s.stage.discard();
-      else await s.stage.commit(digest);
+      else await commitStaged(s.stage, digest);
       await this.o.records.linkBlob(s.name, digest, this.now());
       this.o.events?.stored(digest, size, 'blob');
       await this.forget(s);
@@ -290,6 +290,21 @@ export class Uploads {
     this.o.metrics.uploadsInProgress.dec();
     await s.stage.close().catch(() => undefined);
     await this.o.records.deleteUpload(s.id).catch(() => false);
+  }
+}
+
+/**
+ * Commit staged bytes. Staged bytes swept meanwhile (idle longer than the store's staging
+ * sweep) cannot be committed: the upload is then unknown, and the client uploads again.
+ */
+async function commitStaged(stage: StagedBlob, digest: Digest): Promise<void> {
+  try {
+    await stage.commit(digest);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw registryError('BLOB_UPLOAD_UNKNOWN', 'the staged bytes of this upload were swept while it was idle; upload the blob again');
+    }
+    throw err;
   }
 }
 
