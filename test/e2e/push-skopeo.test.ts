@@ -125,6 +125,12 @@ test('podman push and buildah push into hosted repositories; skopeo pulls them b
   assert.deepEqual(config.rootfs.diff_ids, single.layers.map((l) => l.diffId), 'same layers, whatever podman recompressed');
   const back = await pullBackDir('ci/podman:1.0', false);
   assert.equal(back.blobs.size, 1 + single.layers.length);
+  // podman pulls back what skopeo pushed: the OCI index by tag, resolved to this platform's image.
+  await p.podman(['pull', '--tls-verify=false', `${host(berth.url)}/ci/multi:oci`], { timeoutMs: 120_000 });
+  const fromIndex = await p.inspect(`${host(berth.url)}/ci/multi:oci`);
+  const amd = ociIndex.images.find((i) => i.platform.architecture === 'amd64')!;
+  assert.equal(`sha256:${fromIndex.id}`, amd.configDigest);
+  assert.ok(fromIndex.repoDigests.includes(`${host(berth.url)}/ci/multi@${ociIndex.manifestDigest}`), fromIndex.repoDigests.join(', '));
 
   // buildah: a new image from scratch with one file, committed and pushed.
   const ctx = join(work, 'buildah-ctx');
