@@ -200,18 +200,37 @@ export class Uploads {
     return s;
   }
 
-  /** Stream a body into the session; `expected` bytes when known. Any failure drops the session. */
+  /**
+   * Stream a body into the session; `expected` bytes when known. Any failure drops the session.
+   * One gathered write is in flight while the next WRITE_CHUNK is read and hashed, so the socket
+   * is never left unread while the disk works (awaiting each write before reading on measured
+   * about half Distribution's rate on a 128 MiB streaming PATCH).
+   */
   private async write(s: Session, body: AsyncIterable<Buffer>, expected: number | null): Promise<void> {
     s.busy = true;
     let got = 0;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
+    let inflight: Promise<void> | null = null;
+    let failed: unknown = null;
+    const settle = async (): Promise<void> => {
+      if (inflight) await inflight;
+      inflight = null;
+      if (failed !== null) throw failed;
+    };
     const flush = async (): Promise<void> => {
       if (pendingBytes === 0) return;
       const buf = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+      const n = pendingBytes;
       pending = [];
       pendingBytes = 0;
-      await s.stage.write(buf);
+      await settle();
+      inflight = s.stage.write(buf).then(
+        () => this.o.metrics.pushBytes.inc(n),
+        (err: unknown) => {
+          failed = err;
+        },
+      );
     };
     try {
       for await (const chunk of body) {
@@ -220,16 +239,17 @@ export class Uploads {
           throw registryError('SIZE_INVALID', `the body is longer than the ${expected} bytes announced`);
         }
         s.hash.update(chunk);
-        this.o.metrics.pushBytes.inc(chunk.length);
         pending.push(chunk);
         pendingBytes += chunk.length;
         if (pendingBytes >= WRITE_CHUNK) await flush();
       }
       await flush();
+      await settle();
       if (expected !== null && got !== expected) {
         throw registryError('SIZE_INVALID', `the body ended after ${got} of the ${expected} bytes announced`);
       }
     } catch (err) {
+      await inflight;
       s.busy = false;
       await this.drop(s);
       throw err;
