@@ -17,7 +17,7 @@
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { registryError } from '../errors.js';
+import { isRegistryError, registryError } from '../errors.js';
 import type { Digest } from '../oci/reference.js';
 import type { StagedBlob, StorageDriver } from '../storage/driver.js';
 import type { HostedRecords } from '../storage/records.js';
@@ -116,7 +116,7 @@ export class Uploads {
 
   /** Where an upload stands (GET on the session). */
   async status(name: string, id: string): Promise<UploadState> {
-    return this.state(await this.find(name, id));
+    return this.state(await this.find(name, id, false));
   }
 
   /**
@@ -183,7 +183,8 @@ export class Uploads {
     return { id: s.id, name: s.name, offset: s.offset };
   }
 
-  private async find(name: string, id: string): Promise<Session> {
+  /** The session `id` of `name`; `writing`: the caller will write it, so it must not be busy. */
+  private async find(name: string, id: string, writing = true): Promise<Session> {
     const s = this.sessions.get(id);
     if (!s || s.name !== name) {
       const rec = s ? null : await this.o.records.getUpload(id).catch(() => null);
@@ -196,7 +197,7 @@ export class Uploads {
       await this.drop(s);
       throw registryError('BLOB_UPLOAD_UNKNOWN', 'the upload expired (hosted.uploadTtl)', { detail: { uuid: id } });
     }
-    if (s.busy) throw registryError('BLOB_UPLOAD_INVALID', 'another request is writing this upload right now');
+    if (writing && s.busy) throw registryError('BLOB_UPLOAD_INVALID', 'another request is writing this upload right now');
     return s;
   }
 
@@ -252,7 +253,9 @@ export class Uploads {
       await inflight;
       s.busy = false;
       await this.drop(s);
-      throw err;
+      if (isRegistryError(err) || failed !== null) throw err;
+      // The client's body broke off (a reset, an aborted request): the upload is gone with it.
+      throw registryError('BLOB_UPLOAD_INVALID', `the request body broke off after ${got} bytes (${(err as Error).message}); the upload was dropped`);
     }
     s.offset += got;
     s.touchedAt = this.now();

@@ -415,3 +415,9 @@ test('metrics count pushed bytes and open uploads', async () => {
   await call('DELETE', location);
   assert.match((await call('GET', '/metrics')).text, /berth_uploads_in_progress 0\b/);
 });
+
+test('no request in this file was answered with a 5xx, and nothing was left staged', async () => {
+  const fivexx = rig.berth.logs().filter((l) => /"status":5\d\d/.test(l));
+  assert.deepEqual(fivexx, []);
+  assert.deepEqual(await spoolFiles(), []);
+});

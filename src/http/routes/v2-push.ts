@@ -18,7 +18,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
-import { registryError } from '../../errors.js';
+import { isRegistryError, registryError } from '../../errors.js';
 import type { Digest } from '../../oci/reference.js';
 import type { AccessItem } from '../../auth/access.js';
 import type { HostedService } from '../../registry/hosted-service.js';
@@ -255,10 +255,15 @@ async function readManifestBody(request: FastifyRequest, max: number): Promise<B
   if (declared !== null && declared > max) throw tooLarge();
   const parts: Buffer[] = [];
   let n = 0;
-  for await (const chunk of request.raw as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    if (n > max) throw tooLarge();
-    parts.push(chunk);
+  try {
+    for await (const chunk of request.raw as AsyncIterable<Buffer>) {
+      n += chunk.length;
+      if (n > max) throw tooLarge();
+      parts.push(chunk);
+    }
+  } catch (err) {
+    if (isRegistryError(err)) throw err;
+    throw registryError('MANIFEST_INVALID', `the manifest body broke off after ${n} bytes (${(err as Error).message})`);
   }
   if (declared !== null && n !== declared) throw registryError('MANIFEST_INVALID', `the body ended after ${n} of ${declared} bytes`);
   return Buffer.concat(parts, n);
