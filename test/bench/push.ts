@@ -13,7 +13,7 @@ import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { seededBytes, startDistribution, type Distribution } from '../helpers/index.js';
 import { startBerthProcess, upstreamOverride, type BerthProcess } from '../helpers/berth.js';
-import { peakRss, processTree, resetPeakRss } from './servers.js';
+import { currentRss, peakRss, processTree, resetPeakRss } from './servers.js';
 import { MiB, fmt, fmtSummary, ratio, summarize, type Summary } from './stats.js';
 
 interface Options {
@@ -94,6 +94,19 @@ async function main(): Promise<void> {
     const targets = [{ name: 'Berth', url: berth.url }, { name: 'Distribution 2.8', url: dist.url }];
     const big: Record<string, number[]> = { Berth: [], 'Distribution 2.8': [] };
     const multi: Record<string, number[]> = { Berth: [], 'Distribution 2.8': [] };
+    // Peak RSS of a fresh Berth during N concurrent pushes of distinct layers (first, so earlier
+    // rounds' garbage is not counted).
+    const pids = await processTree(berth.proc.pid);
+    const idleRss = await currentRss(pids);
+    await resetPeakRss(pids);
+    const conc = Array.from({ length: o.concurrent }, (_, i) => {
+      const data = seededBytes(`push-bench-conc-${i}`, o.layerBytes * 4);
+      return { data, digest: sha256(data) };
+    });
+    const concSeconds = await timed(async () => {
+      await Promise.all(conc.map((l, i) => pushBlobStreaming(berth!.url, `bench/conc${i}`, l.data, l.digest)));
+    });
+    const rss = await peakRss(pids);
     for (let r = 0; r < o.rounds; r++) {
       // Fresh bytes each round (nothing is deduplicated); targets alternate who goes first.
       const blob = seededBytes(`push-bench-big-${r}`, o.blobBytes);
@@ -110,17 +123,6 @@ async function main(): Promise<void> {
         multi[t.name]?.push((8 * o.layerBytes) / MiB / m);
       }
     }
-    // Peak RSS of Berth during N concurrent pushes of distinct layers.
-    const pids = await processTree(berth.proc.pid);
-    await resetPeakRss(pids);
-    const conc = Array.from({ length: o.concurrent }, (_, i) => {
-      const data = seededBytes(`push-bench-conc-${i}`, o.layerBytes * 4);
-      return { data, digest: sha256(data) };
-    });
-    const concSeconds = await timed(async () => {
-      await Promise.all(conc.map((l, i) => pushBlobStreaming(berth!.url, `bench/conc${i}`, l.data, l.digest)));
-    });
-    const rss = await peakRss(pids);
     const s = (name: string, rec: Record<string, number[]>): Summary => summarize(rec[name] ?? []);
     const lines = [
       `| measure | Berth (MB/s) | Distribution 2.8 (MB/s) | Berth / Distribution |`,
@@ -128,7 +130,7 @@ async function main(): Promise<void> {
       `| one ${o.blobBytes / MiB} MiB layer, streaming PATCH | ${fmtSummary(s('Berth', big), 0)} | ${fmtSummary(s('Distribution 2.8', big), 0)} | ${ratio(s('Berth', big), s('Distribution 2.8', big))} |`,
       `| 8 × ${o.layerBytes / MiB} MiB layers + manifest | ${fmtSummary(s('Berth', multi), 0)} | ${fmtSummary(s('Distribution 2.8', multi), 0)} | ${ratio(s('Berth', multi), s('Distribution 2.8', multi))} |`,
       '',
-      `${o.concurrent} concurrent pushes of ${(4 * o.layerBytes) / MiB} MiB each into Berth: ${fmt((o.concurrent * 4 * o.layerBytes) / MiB / concSeconds, 0)} MB/s in total, Berth peak RSS ${fmt(rss / MiB, 0)} MiB.`,
+      `${o.concurrent} concurrent pushes of ${(4 * o.layerBytes) / MiB} MiB each into Berth: ${fmt((o.concurrent * 4 * o.layerBytes) / MiB / concSeconds, 0)} MB/s in total, Berth peak RSS ${fmt(rss / MiB, 0)} MiB (${fmt(idleRss / MiB, 0)} MiB just before).`,
       `(${o.rounds} rounds, median [min–max]; MB/s = MiB of blob bytes per second.)`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);

@@ -25,7 +25,7 @@ import type { HostedService } from '../../registry/hosted-service.js';
 import { blobDigest, manifestRef } from '../../registry/repository.js';
 import type { Routed } from '../../registry/routing.js';
 import { rangeHeader, uploadLocation, type ChunkRange, type UploadState } from '../../registry/uploads.js';
-import { isValidTag } from '../../oci/reference.js';
+import { isValidTag, looksLikeDigest } from '../../oci/reference.js';
 import type { V2Route } from '../v2-path.js';
 import { auditRequest } from '../request-log.js';
 
@@ -117,6 +117,7 @@ export async function hostedPush(
 
   if (route.kind === 'manifest' && method === 'PUT') {
     await authorize(['pull', 'push']);
+    if (!looksLikeDigest(route.reference) && !isValidTag(route.reference)) throw registryError('TAG_INVALID', `"${route.reference}" is not a valid tag`);
     const ref = manifestRef(route.reference);
     const tags = all(request.query, 'tag');
     for (const t of tags) if (!isValidTag(t)) throw registryError('TAG_INVALID', `"${t}" is not a valid tag`);
