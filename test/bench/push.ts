@@ -46,19 +46,30 @@ function sha256(b: Buffer): string {
 
 /** POST, one streaming PATCH (chunked, no Content-Range), PUT ?digest=. */
 async function pushBlobStreaming(base: string, repo: string, data: Buffer, digest: string): Promise<void> {
+  try {
+    await pushBlobSteps(base, repo, data, digest);
+  } catch (err) {
+    throw new Error(`push of ${data.length} bytes to ${base}/v2/${repo}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function pushBlobSteps(base: string, repo: string, data: Buffer, digest: string): Promise<void> {
   const start = await request(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: { 'content-length': '0' } });
   await start.body.dump();
   if (start.statusCode !== 202) throw new Error(`POST: ${start.statusCode}`);
+  const step = (what: string) => (err: unknown): never => {
+    throw new Error(`${what}: ${(err as Error).message}`);
+  };
   const location = new URL(String(start.headers['location']), `${base}/`);
   const body = Readable.from((function* () {
     for (let i = 0; i < data.length; i += CHUNK) yield data.subarray(i, i + CHUNK);
   })());
-  const patch = await request(location, { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' }, body });
+  const patch = await request(location, { method: 'PATCH', headers: { 'content-type': 'application/octet-stream' }, body }).catch(step('PATCH'));
   await patch.body.dump();
   if (patch.statusCode !== 202) throw new Error(`PATCH: ${patch.statusCode}`);
   const next = new URL(String(patch.headers['location'] ?? location.toString()), `${base}/`);
   next.searchParams.set('digest', digest);
-  const put = await request(next, { method: 'PUT', headers: { 'content-length': '0' } });
+  const put = await request(next, { method: 'PUT', headers: { 'content-length': '0' } }).catch(step('PUT'));
   await put.body.dump();
   if (put.statusCode !== 201) throw new Error(`PUT: ${put.statusCode}`);
 }
