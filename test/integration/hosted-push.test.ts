@@ -271,6 +271,16 @@ test('manifest PUT by tag stores byte-exact; ?tag= adds tags; GET and HEAD answe
   const catalog = await call('GET', '/v2/_catalog');
   const repos = (JSON.parse(catalog.text) as { repositories: string[] }).repositories;
   assert.ok(repos.includes('ci/app'), repos.join(','));
+  // Blobs of a hosted repository answer Range like cached ones.
+  const layer = img.layers[1]!;
+  const part = await call('GET', `/v2/ci/app/blobs/${layer.digest}`, { headers: { range: 'bytes=10-19' } });
+  assert.equal(part.status, 206);
+  assert.ok(part.body.equals(layer.data.subarray(10, 20)));
+  // A request naming an upstream with ?ns= is about that upstream, not the hosted repository.
+  const before = rig.proxy.requests.length;
+  const viaNs = await call('GET', '/v2/ci/app/manifests/one?ns=docker.io', { headers: { accept: img.mediaType } });
+  assert.equal(viaNs.status, 404, viaNs.text);
+  assert.ok(rig.proxy.requests.length > before, 'asked the upstream');
 });
 
 test('an OCI index and a Docker manifest list: children must be held; non-manifest entries (a cache config) are accepted', async () => {
