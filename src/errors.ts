@@ -30,6 +30,15 @@ export const Errors = {
   UNAVAILABLE: oci('UNAVAILABLE', 503, 'upstream registry unavailable'),
   BAD_GATEWAY: oci('UNKNOWN', 502, 'upstream registry answered with an error'),
   UNKNOWN: oci('UNKNOWN', 500, 'unknown error'),
+  // Push side of hosted repositories (issue 14).
+  BLOB_UPLOAD_UNKNOWN: oci('BLOB_UPLOAD_UNKNOWN', 404, 'blob upload unknown to registry'),
+  BLOB_UPLOAD_INVALID: oci('BLOB_UPLOAD_INVALID', 400, 'blob upload invalid'),
+  /** A chunk that does not start where the upload stands: 416 with the current Range. */
+  BLOB_UPLOAD_RANGE: oci('BLOB_UPLOAD_INVALID', 416, 'chunk out of order'),
+  SIZE_INVALID: oci('SIZE_INVALID', 400, 'provided length did not match content length'),
+  MANIFEST_BLOB_UNKNOWN: oci('MANIFEST_BLOB_UNKNOWN', 400, 'manifest references a manifest or blob unknown to registry'),
+  /** A manifest PUT over hosted.maxManifestSize. */
+  MANIFEST_TOO_LARGE: oci('SIZE_INVALID', 413, 'manifest too large'),
   /** A path no route serves outside /v2 (the admin API): not a repository, so not NAME_UNKNOWN. */
   NOT_FOUND: oci('NOT_FOUND', 404, 'no such route'),
 } as const;

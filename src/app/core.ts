@@ -15,6 +15,7 @@ import { Metrics } from '../metrics/metrics.js';
 import { createPrewarmService, type PrewarmService } from '../queue/index.js';
 import { Cluster } from '../registry/cluster.js';
 import { MirrorService, type CacheHooks } from '../registry/mirror.js';
+import { HostedService } from '../registry/hosted-service.js';
 import { Router } from '../registry/routing.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { createDriver } from '../storage/factory.js';
@@ -56,6 +57,8 @@ export interface Core {
   prewarm: PrewarmService | null;
   /** Replica coordination through Redis (src/registry/cluster.ts); null without redis.url or a mirror. */
   cluster: Cluster | null;
+  /** Hosted repositories (push), when a `repositories` rule makes any name hosted; else null. */
+  hosted: HostedService | null;
   /** Close what was built, in reverse order (the lifecycle is stopped by whoever started it). */
   close(): Promise<void>;
 }
@@ -125,9 +128,14 @@ export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOpti
     });
   }
   const prewarm = opts.prewarm ? createPrewarmService({ config, router, metrics, log, driver, mirror }) : null;
+  // Hosted repositories (issue 14): on the mirror's records and the lifecycle's hooks.
+  const hosted = config.repositories.some((r) => r.mode === 'hosted')
+    ? new HostedService({ config, driver, meta, metrics, log: log.child({ component: 'hosted' }), events: hooks, ...now })
+    : null;
   return {
-    config, log, driver, meta, metrics, router, mirror, lifecycle, prewarm, cluster,
+    config, log, driver, meta, metrics, router, mirror, lifecycle, prewarm, cluster, hosted,
     async close() {
+      await hosted?.close();
       await prewarm?.close();
       await mirror?.close();
       await cluster?.close();

@@ -104,7 +104,7 @@ export async function createServices(config: BerthConfig, log: Logger, opts: Ser
   }
   const app = await buildApp({
     config, mirror, router: core.router, access, metrics: core.metrics, driver: core.driver, logger: log, readiness,
-    lifecycle, prewarm: core.prewarm, tls,
+    lifecycle, prewarm: core.prewarm, tls, hosted: core.hosted,
     // Replicas: the internal endpoint other replicas join this one's blob fills through.
     ...(core.cluster?.fills && config.cluster.secret !== null ? { clusterFills: { fills: core.cluster.fills, secret: config.cluster.secret } } : {}),
   });

@@ -49,17 +49,22 @@ export class OpenAccess implements AccessController {
   readonly mode = 'none';
   private readonly policy: AccessPolicy;
   private readonly deleteRuled: boolean;
+  private readonly pushRuled: boolean;
   private readonly adminRuled: boolean;
 
   constructor(rules: readonly PolicyRule[] = []) {
     this.policy = new AccessPolicy(rules);
     const names = (action: string): boolean => rules.some((r) => r.actions.includes(action) || r.actions.includes('*'));
     this.deleteRuled = names('delete');
+    // Push reaches only names a `repositories` rule made hosted (that rule is the opt-in); it is
+    // open to everyone who reaches the port until a policy rule names `push`.
+    this.pushRuled = names('push');
     this.adminRuled = names('admin');
   }
 
   async authorize(_input?: AuthInput, access: AccessItem[] = []): Promise<Grant> {
-    const items = this.deleteRuled ? access : access.map((i) => ({ ...i, actions: i.actions.filter((a) => a !== 'delete') }));
+    const open = new Set([...(this.deleteRuled ? [] : ['delete']), ...(this.pushRuled ? [] : ['push'])]);
+    const items = open.size === 0 ? access : access.map((i) => ({ ...i, actions: i.actions.filter((a) => !open.has(a)) }));
     this.policy.enforce(null, items, true);
     return { subject: null };
   }

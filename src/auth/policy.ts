@@ -5,7 +5,9 @@
  *
  * - pull: any valid token pulls everything, until a rule names the `pull` action; from then on a
  *   pull needs a rule (`pull` or `*`) matching the subject and repository.
- * - delete, admin: always need a rule with a token. (`auth.mode: none` differs: delete is open
+ * - push, delete, admin: always need a rule with a token. (Push happens only in hosted
+ *   repositories; their resource in rules is the name as the client sends it, `ci/app`, with
+ *   no upstream in front.) (`auth.mode: none` differs: delete is open
  *   until a rule names it, and the admin API is fenced by http.adminNetworks; see OpenAccess.)
  *
  * Subjects are username globs; the entry `anonymous` names only clients without a token (a
@@ -18,7 +20,12 @@ import type { PolicyRule } from '../config/types.js';
 import { denied } from './challenge.js';
 import type { AccessItem } from './scope.js';
 
-export type PolicyAction = 'pull' | 'delete' | 'admin';
+export type PolicyAction = 'pull' | 'push' | 'delete' | 'admin';
+
+/** The resource a repository item is judged on: `<upstream>/<name as cached>`, or a hosted repository's name. */
+export function policyResource(item: AccessItem): string {
+  return item.hosted ? item.name : `${item.upstream ?? ''}/${item.cacheName ?? item.name}`;
+}
 
 /** The subject name rules use for a client without a token. */
 export const ANONYMOUS = 'anonymous';
@@ -75,11 +82,11 @@ export class AccessPolicy {
    */
   enforce(subject: string | null, items: readonly AccessItem[], pullOpen: boolean): void {
     for (const item of items) {
-      if (item.type !== 'repository' || item.upstream === undefined) continue;
-      const resource = `${item.upstream}/${item.cacheName ?? item.name}`;
+      if (item.type !== 'repository' || (item.upstream === undefined && !item.hosted)) continue;
+      const resource = policyResource(item);
       for (const action of item.actions) {
         if (action === 'pull' && (pullOpen || !this.restrictsPull)) continue;
-        const known = action === 'pull' || action === 'delete';
+        const known = action === 'pull' || action === 'delete' || action === 'push';
         if (!known || !this.allows(subject, action, resource)) {
           throw denied(`${subject === null ? ANONYMOUS : `"${subject}"`} may not ${action} ${resource} (auth.policy)`, [item]);
         }

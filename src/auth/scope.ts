@@ -13,6 +13,11 @@ export interface AccessItem {
   upstream?: string;
   /** Name as cached (with `library/`), for policy rules. */
   cacheName?: string;
+  /**
+   * A hosted repository (push; no upstream): its scope and policy resource are the name as the
+   * client sends it (`ci/app`).
+   */
+  hosted?: boolean;
   actions: string[];
 }
 

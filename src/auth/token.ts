@@ -22,7 +22,7 @@ import type { AccessController, AccessItem, AuthInput, Grant } from './access.js
 import { unauthorized, type ChallengeError } from './challenge.js';
 import { TokenError, parseJws, verifySignature } from './jwt.js';
 import { TrustStore, jwkThumbprint, libtrustKeyId, type TrustedKey } from './keys.js';
-import { AccessPolicy } from './policy.js';
+import { AccessPolicy, policyResource } from './policy.js';
 import { scopeName, type ScopeNaming } from './scope.js';
 
 /** Clock skew tolerated on exp and nbf, as Distribution allows. */
@@ -225,7 +225,7 @@ export class TokenAccess implements AccessController {
       (i) =>
         i.type === 'repository' &&
         i.actions.every((a) => a === 'pull') &&
-        (!this.o.policy.restrictsPull || this.o.policy.allows(null, 'pull', `${i.upstream ?? ''}/${i.cacheName ?? i.name}`)),
+        (!this.o.policy.restrictsPull || this.o.policy.allows(null, 'pull', policyResource(i))),
     );
   }
 

@@ -20,7 +20,7 @@ export * from './schema-nodes.js';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** `auto`: pretty (pino-pretty) when stdout is a terminal, JSON lines otherwise. */
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
-export const POLICY_ACTIONS = ['pull', 'delete', 'admin', '*'] as const;
+export const POLICY_ACTIONS = ['pull', 'push', 'delete', 'admin', '*'] as const;
 
 export const upstreamSchema = object(
   {
@@ -69,6 +69,23 @@ export const policyRuleSchema = object({
   actions: textList(undefined),
   repositories: textList(['*']),
 });
+
+// --- hosted repositories (issue 14) ---------------------------------------------------------
+/** Which names are hosted (push) and which mirrored; first match wins (src/registry/hosted-rules.ts). */
+export const REPOSITORY_MODES = ['hosted', 'mirror'] as const;
+export const repositoryRuleSchema = object({
+  match: required(),
+  mode: oneOf(REPOSITORY_MODES, 'hosted'),
+});
+export const hostedSchema = object({
+  // An upload session not written to for this long is dropped with its staged bytes.
+  uploadTtl: duration('24h'),
+  // A manifest PUT larger than this is refused with 413 before it is parsed.
+  maxManifestSize: size('4MiB'),
+  // Tag globs (`v*`, `release-*`) whose tags may be pushed once and never moved (DENIED).
+  immutableTags: textList([]),
+});
+// --- end hosted repositories -----------------------------------------------------------------
 
 export const BUILTIN_UPSTREAMS: readonly unknown[] = [
   {
@@ -156,6 +173,9 @@ export const berthSchema = object({
   // networks: who may scrape /metrics (empty: any); port: serve it on its own listener instead.
   metrics: object({ enabled: boolean(true), networks: textList([]), port: nullableInteger(0, 65535) }),
   log: object({ level: oneOf(LOG_LEVELS, 'info'), format: oneOf(LOG_FORMATS, 'auto') }),
+  // Hosted repositories (issue 14): default, none; everything is mirrored.
+  repositories: list(repositoryRuleSchema),
+  hosted: hostedSchema,
 });
 
 function prewarmSchedule(root: Readonly<Record<string, unknown>>): string {

@@ -55,7 +55,7 @@ export interface PrewarmImageConfig {
 export interface PolicyRule {
   /** Username globs; `anonymous` names unauthenticated clients; `*` everyone. */
   subjects: string[];
-  /** `pull`, `delete`, `admin`, `*`. */
+  /** `pull`, `push`, `delete`, `admin`, `*`. */
   actions: string[];
   /** Globs over `<upstream>/<repository>` (e.g. `docker.io/library/*`, `*`). */
   repositories: string[];
@@ -174,4 +174,21 @@ export interface BerthConfig {
     port: number | null;
   };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'; format: 'auto' | 'json' | 'pretty' };
+  /** Hosted repositories (issue 14): rules in order, first match wins; none = everything mirrored. */
+  repositories: RepositoryRule[];
+  hosted: {
+    /** An upload session untouched for this long is dropped with its staged bytes (ms). */
+    uploadTtl: number;
+    /** Largest manifest a PUT may carry (bytes). */
+    maxManifestSize: number;
+    /** Tag globs that may not be moved once pushed. */
+    immutableTags: string[];
+  };
+}
+
+/** One `repositories` rule: a glob over the repository name as the client sends it. */
+export interface RepositoryRule {
+  /** `*` matches within one path component, `**` across components, `?` one character. */
+  match: string;
+  mode: 'hosted' | 'mirror';
 }

@@ -71,6 +71,8 @@ export function validate(cfg: BerthConfig): void {
     });
   });
 
+  validateHosted(cfg);
+
   if (cfg.redis.url !== null) {
     const url = parseUrl(cfg.redis.url);
     if (url === null || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
@@ -129,6 +131,32 @@ function validateCluster(cfg: BerthConfig): void {
   if (c.secret === null) throw new ConfigError('cluster.secret', 'required when cluster.advertiseUrl is set (other replicas authenticate with it)');
   if (cfg.redis.url === null) throw new ConfigError('redis.url', 'required when cluster.advertiseUrl is set (replicas coordinate fills through Redis)');
 }
+// --- hosted repositories (issue 14) ---------------------------------------------------------
+/** A repository-name glob: name characters, `/` between components, `*`, `**` and `?`. */
+const NAME_GLOB = /^[a-z0-9*?]+(?:(?:[._]|__|-+)[a-z0-9*?]+|[*?]+)*(?:\/[a-z0-9*?]+(?:(?:[._]|__|-+)[a-z0-9*?]+|[*?]+)*)*$/;
+/** A tag glob: tag characters plus `*` and `?`. */
+const TAG_GLOB = /^[A-Za-z0-9_*?][A-Za-z0-9._*?-]{0,127}$/;
+
+function validateHosted(cfg: BerthConfig): void {
+  cfg.repositories.forEach((rule, i) => {
+    const key = `repositories[${i}].match`;
+    if (rule.match === '') throw new ConfigError(key, 'must not be empty');
+    if (rule.match.startsWith('/') || rule.match.endsWith('/') || rule.match.includes('//')) {
+      throw ConfigError.expected(key, 'a glob over repository names such as "ci/**" (no leading, trailing or double "/")', rule.match);
+    }
+    if (!NAME_GLOB.test(rule.match)) {
+      throw ConfigError.expected(key, 'a glob over repository names: lower-case letters, digits, ".", "_", "-", "/", "*", "**" and "?"', rule.match);
+    }
+  });
+  positive(cfg.hosted.uploadTtl, 'hosted.uploadTtl');
+  if (cfg.hosted.maxManifestSize <= 0) throw ConfigError.expected('hosted.maxManifestSize', 'a size above zero', cfg.hosted.maxManifestSize);
+  cfg.hosted.immutableTags.forEach((glob, i) => {
+    if (!TAG_GLOB.test(glob)) {
+      throw ConfigError.expected(`hosted.immutableTags[${i}]`, 'a tag glob: letters, digits, ".", "_", "-", "*" and "?"', glob);
+    }
+  });
+}
+// --- end hosted repositories -----------------------------------------------------------------
 
 function validateUpstreams(cfg: BerthConfig): void {
   if (cfg.upstreams.length === 0) throw new ConfigError('upstreams', 'at least one upstream is required');

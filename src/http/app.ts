@@ -15,6 +15,7 @@ import type { AccessController } from '../auth/access.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { CacheLifecycle } from '../storage/lifecycle.js';
 import type { PrewarmService } from '../queue/service.js';
+import type { HostedService } from '../registry/hosted-service.js';
 import { installHooks } from './hooks.js';
 import { notingSubjects } from './request-log.js';
 import { v2Routes } from './routes/v2.js';
@@ -42,6 +43,8 @@ declare module 'fastify' {
     manifestDelete: ((routed: Routed, reference: string, reply: FastifyReply) => Promise<unknown>) | null;
     /** Size cap, eviction, GC and purge; null when the server runs without a lifecycle. */
     lifecycle: CacheLifecycle | null;
+    /** Hosted repositories (push); null when no `repositories` rule makes a name hosted. */
+    hosted: HostedService | null;
   }
   interface FastifyRequest {
     routeLabel: string | undefined;
@@ -64,6 +67,8 @@ export interface AppServices {
   lifecycle?: CacheLifecycle | null;
   /** Pre-warm entries and "run now" (/api/v1/prewarm). */
   prewarm?: PrewarmService | null;
+  /** Hosted repositories (push), when configured. */
+  hosted?: HostedService | null;
   /** The certificate pair when http.tls is set: the server speaks HTTPS (src/http/tls.ts). */
   tls?: TlsPair | null;
   /** Replicas: serve this replica's blob fills to the others (routes/cluster.ts); absent: no endpoint. */
@@ -99,6 +104,7 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
   app.decorate('lifecycle', lifecycle);
   app.decorate('manifestDelete', lifecycle && s.config.storage.deleteEnabled ? manifestDeleter(lifecycle) : null);
   app.decorate('prewarm', s.prewarm ?? null);
+  app.decorate('hosted', s.hosted ?? null);
 
   const trusted = new BlockList();
   for (const cidr of s.config.http.trustedProxies) addCidr(trusted, cidr);

@@ -228,6 +228,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Hosted repositories (issue 14).
+  readonly pushBytes = new client.Counter({
+    name: 'berth_push_bytes_total',
+    help: 'Blob bytes clients pushed into hosted repositories (upload bodies, before verification).',
+    registers: [this.registry],
+  });
+
+  readonly uploadsInProgress = new client.Gauge({
+    name: 'berth_uploads_in_progress',
+    help: 'Blob upload sessions open in this process (started, neither finished, cancelled nor expired).',
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaults?: boolean } = {}) {
     if (opts.defaults !== false) {
       client.collectDefaultMetrics({ register: this.registry });

@@ -14,6 +14,14 @@
  *   access/<alg>/<xx>                              AccessShard (last access per digest, one
  *                                                  record per first digest byte)
  *
+ * Hosted repositories (push; HostedRecords below) have a key space of their own, so no mirror
+ * pass (eviction, repair, purge, catalog of cached repositories) ever reads or removes them:
+ *   hosted/<name>/_tags/<tag>                      HostedTagRecord
+ *   hosted/<name>/_manifests/<alg>/<hex>           HostedManifestRecord (the repository holds it)
+ *   hosted/<name>/_blobs/<alg>/<hex>               LinkRecord (a blob pushed or mounted here)
+ *   hosted/<name>/_referrers/<alg>/<hex>/<alg>/<hex>  ReferrerRecord (subject → referrer)
+ *   uploads/<id>                                   UploadRecord (an upload session)
+ *
  * Imports: the driver seam only.
  */
 import { LRUCache } from 'lru-cache';
@@ -84,8 +92,12 @@ export class MetadataStore {
   private repos: Set<string> | null = null;
   /** Told of every removal made through this store (replicas share it); never of `dropCached`. */
   onInvalidate: ((e: RecordInvalidation) => void) | null = null;
+  /** The hosted repositories' records (their own key space), on the same driver. */
+  readonly hosted: HostedRecords;
 
-  constructor(private readonly driver: StorageDriver) {}
+  constructor(private readonly driver: StorageDriver) {
+    this.hosted = new HostedRecords(driver);
+  }
 
   /** Another process removed this record: forget the in-memory copy (nothing is written). */
   dropCached(e: RecordInvalidation): void {
@@ -283,4 +295,188 @@ export class MetadataStore {
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hosted repositories (issue 14). Names are validated repository names (components start with a
+// letter or digit), so `_tags` and friends never collide with a component.
+
+export interface HostedTagRecord {
+  digest: string;
+  /** When the tag was pushed (ms since epoch). */
+  pushedAt: number;
+}
+
+export interface HostedManifestRecord {
+  mediaType: string;
+  size: number;
+  linkedAt: number;
+  /** The `subject` digest, when the manifest refers to another (referrers API). */
+  subject?: string;
+}
+
+/** A referrer as the referrers API lists it (an OCI descriptor without the digest). */
+export interface ReferrerRecord {
+  mediaType: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export interface UploadRecord {
+  name: string;
+  startedAt: number;
+  /** Last write (ms since epoch): the session expires hosted.uploadTtl after it. */
+  touchedAt: number;
+  /** Bytes received so far. */
+  offset: number;
+}
+
+/** Every hosted tag and manifest link, as the lifecycle's holds read them. */
+export type HostedEntry =
+  | { kind: 'tag'; name: string; tag: string }
+  | { kind: 'manifest'; name: string; digest: string }
+  | { kind: 'blob'; name: string; digest: string };
+
+const HOSTED_ENTRY = /^hosted\/(.+?)\/_(tags|manifests|blobs)\/(.+)$/;
+
+export class HostedRecords {
+  private repos: Set<string> | null = null;
+
+  constructor(private readonly driver: StorageDriver) {}
+
+  private async getJSON<T>(key: string): Promise<T | null> {
+    const buf = await this.driver.getMeta(key);
+    if (!buf) return null;
+    try {
+      return JSON.parse(buf.toString('utf8')) as T;
+    } catch {
+      return null;
+    }
+  }
+
+  private putJSON(key: string, value: unknown): Promise<void> {
+    return this.driver.putMeta(key, Buffer.from(JSON.stringify(value)));
+  }
+
+  private base(name: string): string {
+    return `hosted/${name}`;
+  }
+
+  getTag(name: string, tag: string): Promise<HostedTagRecord | null> {
+    return this.getJSON<HostedTagRecord>(`${this.base(name)}/_tags/${tag}`);
+  }
+
+  async putTag(name: string, tag: string, rec: HostedTagRecord): Promise<void> {
+    await this.putJSON(`${this.base(name)}/_tags/${tag}`, rec);
+    this.repos?.add(name);
+  }
+
+  deleteTag(name: string, tag: string): Promise<boolean> {
+    return this.driver.deleteMeta(`${this.base(name)}/_tags/${tag}`);
+  }
+
+  async listTags(name: string): Promise<string[]> {
+    const prefix = `${this.base(name)}/_tags/`;
+    const out: string[] = [];
+    for await (const key of this.driver.listMeta(prefix)) {
+      const tag = key.slice(prefix.length);
+      if (!tag.includes('/')) out.push(tag);
+    }
+    return out;
+  }
+
+  getManifest(name: string, digest: string): Promise<HostedManifestRecord | null> {
+    return this.getJSON<HostedManifestRecord>(`${this.base(name)}/_manifests/${digestKey(digest)}`);
+  }
+
+  async putManifest(name: string, digest: string, rec: HostedManifestRecord): Promise<void> {
+    await this.putJSON(`${this.base(name)}/_manifests/${digestKey(digest)}`, rec);
+    this.repos?.add(name);
+  }
+
+  deleteManifest(name: string, digest: string): Promise<boolean> {
+    return this.driver.deleteMeta(`${this.base(name)}/_manifests/${digestKey(digest)}`);
+  }
+
+  getBlobLink(name: string, digest: string): Promise<LinkRecord | null> {
+    return this.getJSON<LinkRecord>(`${this.base(name)}/_blobs/${digestKey(digest)}`);
+  }
+
+  async linkBlob(name: string, digest: string, now: number): Promise<void> {
+    await this.putJSON(`${this.base(name)}/_blobs/${digestKey(digest)}`, { linkedAt: now } satisfies LinkRecord);
+  }
+
+  unlinkBlob(name: string, digest: string): Promise<boolean> {
+    return this.driver.deleteMeta(`${this.base(name)}/_blobs/${digestKey(digest)}`);
+  }
+
+  async putReferrer(name: string, subject: string, digest: string, rec: ReferrerRecord): Promise<void> {
+    await this.putJSON(`${this.base(name)}/_referrers/${digestKey(subject)}/${digestKey(digest)}`, rec);
+  }
+
+  deleteReferrer(name: string, subject: string, digest: string): Promise<boolean> {
+    return this.driver.deleteMeta(`${this.base(name)}/_referrers/${digestKey(subject)}/${digestKey(digest)}`);
+  }
+
+  /** Referrers of `subject` in one repository, by digest. */
+  async referrers(name: string, subject: string): Promise<{ digest: string; rec: ReferrerRecord }[]> {
+    const prefix = `${this.base(name)}/_referrers/${digestKey(subject)}/`;
+    const out: { digest: string; rec: ReferrerRecord }[] = [];
+    for await (const key of this.driver.listMeta(prefix)) {
+      const rec = await this.getJSON<ReferrerRecord>(key);
+      if (rec) out.push({ digest: key.slice(prefix.length).replace('/', ':'), rec });
+    }
+    return out;
+  }
+
+  /** Every tag, manifest link and blob link of every hosted repository, as the store says now. */
+  async *entries(): AsyncIterable<HostedEntry> {
+    for await (const key of this.driver.listMeta('hosted/')) {
+      const m = HOSTED_ENTRY.exec(key);
+      if (!m || m[1] === undefined || m[3] === undefined) continue;
+      const name = m[1];
+      if (m[2] === 'tags') yield { kind: 'tag', name, tag: m[3] };
+      else yield { kind: m[2] === 'manifests' ? 'manifest' : 'blob', name, digest: m[3].replace('/', ':') };
+    }
+  }
+
+  /** Every hosted repository with a tag or a manifest, sorted. */
+  async repositories(): Promise<string[]> {
+    if (!this.repos) {
+      const found = new Set<string>();
+      for await (const e of this.entries()) if (e.kind !== 'blob') found.add(e.name);
+      this.repos = found;
+    }
+    return [...this.repos].sort(cmp);
+  }
+
+  /** Drop a repository from the catalog once it holds no tag and no manifest. */
+  async forgetIfEmpty(name: string): Promise<void> {
+    if (!this.repos) return;
+    const base = this.base(name);
+    for await (const key of this.driver.listMeta(`${base}/`)) {
+      if (key.startsWith(`${base}/_tags/`) || key.startsWith(`${base}/_manifests/`)) return;
+    }
+    this.repos.delete(name);
+  }
+
+  getUpload(id: string): Promise<UploadRecord | null> {
+    return this.getJSON<UploadRecord>(`uploads/${id}`);
+  }
+
+  putUpload(id: string, rec: UploadRecord): Promise<void> {
+    return this.putJSON(`uploads/${id}`, rec);
+  }
+
+  deleteUpload(id: string): Promise<boolean> {
+    return this.driver.deleteMeta(`uploads/${id}`);
+  }
+
+  async *uploads(): AsyncIterable<{ id: string; rec: UploadRecord }> {
+    for await (const key of this.driver.listMeta('uploads/')) {
+      const rec = await this.getJSON<UploadRecord>(key);
+      if (rec) yield { id: key.slice('uploads/'.length), rec };
+    }
+  }
 }

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request } from 'undici';
 import {
-  buildImage, buildIndex, pushImage, pushIndex, pushManifest, digestOf, MediaTypes,
+  buildImage, buildIndex, pushImage, pushIndex, pushManifest, digestOf, MediaTypes, startDistribution,
   type Distribution, type FaultProxy, type BuiltImage, type BuiltIndex,
 } from '../helpers/index.js';
 import type { BerthHandle } from '../helpers/berth.js';
@@ -725,4 +725,261 @@ test('Berth never forwarded a malformed request upstream', () => {
   assert.deepEqual(bad.map((r) => `${r.method} ${r.path}`), []);
   const writes = upstreamProxy.requests.filter((r) => !['GET', 'HEAD'].includes(r.method));
   assert.deepEqual(writes.map((r) => `${r.method} ${r.path}`), [], 'no push or delete reached the upstream');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Hosted repositories (issue 14): the push side — push, mount, delete, referrers — against a
+// Berth with `repositories: [{ match: "ci/**", mode: hosted }]` (and storage.deleteEnabled), with
+// a plain Distribution 2.8 with delete enabled as the control. Distribution has no referrers API.
+
+const HOSTED_PREFIX = 'ci/conformance';
+
+interface PushFixtures {
+  img: BuiltImage;
+  other: BuiltImage;
+}
+
+type PushCheck = (t: Target, fx: PushFixtures) => Promise<void>;
+
+interface PushRow {
+  source: string;
+  title: string;
+  check: PushCheck;
+  control: 'same' | { differs: string; check?: PushCheck };
+}
+
+async function uploadStart(t: Target, repo: string): Promise<string> {
+  const r = await t.send('POST', `/v2/${repo}/blobs/uploads/`, { headers: { 'content-length': '0' } });
+  assert.equal(r.status, 202, r.body.toString());
+  const location = r.header('location');
+  assert.ok(location, 'Location');
+  return location.startsWith('http') ? new URL(location).pathname + new URL(location).search : location;
+}
+
+function withDigest(location: string, digest: string): string {
+  return `${location}${location.includes('?') ? '&' : '?'}digest=${digest}`;
+}
+
+async function pushAllBlobs(t: Target, repo: string, img: BuiltImage): Promise<void> {
+  for (const [d, data] of [[img.configDigest, img.config], ...img.layers.map((l) => [l.digest, l.data] as const)] as const) {
+    // A session and a PUT with the body: what every registry takes (2.8 ignores POST ?digest=).
+    const location = await uploadStart(t, repo);
+    const r = await t.send('PUT', withDigest(location, d), { headers: { 'content-type': 'application/octet-stream' }, body: data });
+    assert.equal(r.status, 201, r.body.toString());
+  }
+}
+
+async function putManifest(t: Target, repo: string, ref: string, img: { manifest: Buffer; mediaType: string }): Promise<Res> {
+  return t.send('PUT', `/v2/${repo}/manifests/${ref}`, { headers: { 'content-type': img.mediaType }, body: img.manifest });
+}
+
+const PUSH_ROWS: PushRow[] = [
+  {
+    source: 'MUST end-4b (monolithic POST ?digest=)',
+    title: 'a monolithic upload answers 201 with the blob Location, and the blob is served',
+    control: { differs: 'Distribution 2.8 ignores ?digest= on POST and opens a session (202), which the spec allows', async check(t, fx) {
+      const layer = fx.img.layers[0]!;
+      const r = await t.send('POST', `/v2/${HOSTED_PREFIX}-mono/blobs/uploads/?digest=${layer.digest}`, { headers: { 'content-type': 'application/octet-stream' }, body: layer.data });
+      assert.equal(r.status, 202);
+    } },
+    async check(t, fx) {
+      const repo = `${HOSTED_PREFIX}-mono`;
+      const layer = fx.img.layers[0]!;
+      const r = await t.send('POST', `/v2/${repo}/blobs/uploads/?digest=${layer.digest}`, { headers: { 'content-type': 'application/octet-stream' }, body: layer.data });
+      assert.equal(r.status, 201);
+      assert.match(r.header('location') ?? '', new RegExp(`/v2/${repo}/blobs/${layer.digest}$`));
+      const got = await t.send('GET', `/v2/${repo}/blobs/${layer.digest}`);
+      assert.ok(got.body.equals(layer.data));
+    },
+  },
+  {
+    source: 'MUST end-5 (streaming PATCH), end-6 (PUT ?digest=)',
+    title: 'a session: PATCH without Content-Range, then PUT ?digest= → 201; the Range header says 0-<last>',
+    control: 'same',
+    async check(t, fx) {
+      const repo = `${HOSTED_PREFIX}-stream`;
+      const layer = fx.img.layers[2]!;
+      const location = await uploadStart(t, repo);
+      const p = await t.send('PATCH', location, { headers: { 'content-type': 'application/octet-stream' }, body: layer.data });
+      assert.equal(p.status, 202);
+      assert.equal(p.header('range'), `0-${layer.size - 1}`);
+      const next = p.header('location') ?? location;
+      const path = next.startsWith('http') ? new URL(next).pathname + new URL(next).search : next;
+      const put = await t.send('PUT', withDigest(path, layer.digest));
+      assert.equal(put.status, 201);
+      assert.equal(put.header('docker-content-digest'), layer.digest);
+    },
+  },
+  {
+    source: 'MUST end-5 (chunked, in order; out of order → 416)',
+    title: 'chunked PATCH with Content-Range: in order 202, out of order 416',
+    control: { differs: 'Distribution 2.8 does not compare a chunk\'s start with the upload\'s offset (it appends and answers 202)' },
+    async check(t, fx) {
+      const repo = `${HOSTED_PREFIX}-chunks`;
+      const data = fx.img.layers[1]!.data;
+      const location = await uploadStart(t, repo);
+      const half = Math.floor(data.length / 2);
+      const c1 = await t.send('PATCH', location, { headers: { 'content-type': 'application/octet-stream', 'content-range': `0-${half - 1}`, 'content-length': String(half) }, body: data.subarray(0, half) });
+      assert.equal(c1.status, 202);
+      const next = c1.header('location') ?? location;
+      const path = next.startsWith('http') ? new URL(next).pathname + new URL(next).search : next;
+      const skip = await t.send('PATCH', path, { headers: { 'content-type': 'application/octet-stream', 'content-range': `${half + 10}-${data.length - 1}`, 'content-length': String(data.length - half - 10) }, body: data.subarray(half + 10) });
+      assert.equal(skip.status, 416);
+    },
+  },
+  {
+    source: 'MUST end-6 (digest mismatch → DIGEST_INVALID)',
+    title: 'the final PUT with a digest the bytes do not hash to: 400 DIGEST_INVALID, and no blob',
+    control: 'same',
+    async check(t, fx) {
+      const repo = `${HOSTED_PREFIX}-wrong`;
+      const location = await uploadStart(t, repo);
+      const wrong = digestOf('not these bytes');
+      const put = await t.send('PUT', withDigest(location, wrong), { headers: { 'content-type': 'application/octet-stream' }, body: fx.other.config });
+      assertError(put, 400, ['DIGEST_INVALID']);
+      assert.equal((await t.send('HEAD', `/v2/${repo}/blobs/${wrong}`)).status, 404);
+    },
+  },
+  {
+    source: 'MUST end-7 (manifest PUT)',
+    title: 'a manifest PUT by tag: 201 with Location and Docker-Content-Digest, served byte-exact',
+    control: 'same',
+    async check(t, fx) {
+      const repo = `${HOSTED_PREFIX}-app`;
+      await pushAllBlobs(t, repo, fx.img);
+      const r = await putManifest(t, repo, 'v1', fx.img);
+      assert.equal(r.status, 201, r.body.toString());
+      assert.equal(r.header('docker-content-digest'), fx.img.manifestDigest);
+      assert.match(r.header('location') ?? '', new RegExp(`/v2/${repo}/manifests/`));
+      assertManifest(await t.send('GET', `/v2/${repo}/manifests/v1`, { headers: acceptOci }), fx.img, 'GET');
+    },
+  },
+  {
+    source: 'MUST end-7 (MANIFEST_BLOB_UNKNOWN)',
+    title: 'a manifest naming a blob the repository does not hold: 400 MANIFEST_BLOB_UNKNOWN',
+    control: 'same',
+    async check(t, fx) {
+      const r = await putManifest(t, `${HOSTED_PREFIX}-empty`, 'v1', fx.other);
+      assertError(r, 400, ['MANIFEST_BLOB_UNKNOWN']);
+    },
+  },
+  {
+    source: 'MAY end-11 (cross-repository mount)',
+    title: 'mount from a repository that holds the blob: 201; from one that does not: 202 and a session',
+    control: 'same',
+    async check(t, fx) {
+      const from = `${HOSTED_PREFIX}-app`;
+      const layer = fx.img.layers[0]!;
+      const ok = await t.send('POST', `/v2/${HOSTED_PREFIX}-mounted/blobs/uploads/?mount=${layer.digest}&from=${from}`, { headers: { 'content-length': '0' } });
+      assert.equal(ok.status, 201);
+      assert.equal((await t.send('HEAD', `/v2/${HOSTED_PREFIX}-mounted/blobs/${layer.digest}`)).status, 200);
+      const no = await t.send('POST', `/v2/${HOSTED_PREFIX}-mounted/blobs/uploads/?mount=${fx.other.configDigest}&from=${from}`, { headers: { 'content-length': '0' } });
+      assert.equal(no.status, 202);
+    },
+  },
+  {
+    source: 'MUST end-9 (manifest delete by digest → 202)',
+    title: 'deleting a manifest by digest: 202, then 404',
+    control: 'same',
+    async check(t, fx) {
+      const repo = `${HOSTED_PREFIX}-del`;
+      await pushAllBlobs(t, repo, fx.other);
+      assert.equal((await putManifest(t, repo, 'v1', fx.other)).status, 201);
+      const r = await t.send('DELETE', `/v2/${repo}/manifests/${fx.other.manifestDigest}`);
+      assert.equal(r.status, 202);
+      assert.equal((await t.send('HEAD', `/v2/${repo}/manifests/${fx.other.manifestDigest}`, { headers: acceptOci })).status, 404);
+    },
+  },
+  {
+    source: 'MAY end-9 (tag delete)',
+    title: 'deleting a tag: 202, the tag is gone, the manifest stays by digest',
+    control: { differs: 'Distribution 2.8 does not delete by tag: it refuses the DELETE and the tag stays', async check(t, fx) {
+      const repo = `${HOSTED_PREFIX}-tagdel`;
+      await pushAllBlobs(t, repo, fx.other);
+      assert.equal((await putManifest(t, repo, 'old', fx.other)).status, 201);
+      const r = await t.send('DELETE', `/v2/${repo}/manifests/old`);
+      assert.ok(r.status >= 400, `status ${r.status}`);
+      assert.equal((await t.send('HEAD', `/v2/${repo}/manifests/old`, { headers: acceptOci })).status, 200);
+    } },
+    async check(t, fx) {
+      const repo = `${HOSTED_PREFIX}-tagdel`;
+      await pushAllBlobs(t, repo, fx.other);
+      assert.equal((await putManifest(t, repo, 'old', fx.other)).status, 201);
+      const r = await t.send('DELETE', `/v2/${repo}/manifests/old`);
+      assert.equal(r.status, 202);
+      assert.equal((await t.send('HEAD', `/v2/${repo}/manifests/old`, { headers: acceptOci })).status, 404);
+      assert.equal((await t.send('HEAD', `/v2/${repo}/manifests/${fx.other.manifestDigest}`, { headers: acceptOci })).status, 200);
+    },
+  },
+  {
+    source: 'MUST end-10 (blob delete → 202)',
+    title: 'deleting a blob: 202, then 404',
+    control: 'same',
+    async check(t, fx) {
+      const repo = `${HOSTED_PREFIX}-blobdel`;
+      await pushAllBlobs(t, repo, fx.other);
+      const r = await t.send('DELETE', `/v2/${repo}/blobs/${fx.other.configDigest}`);
+      assert.equal(r.status, 202);
+      assert.equal((await t.send('HEAD', `/v2/${repo}/blobs/${fx.other.configDigest}`)).status, 404);
+    },
+  },
+  {
+    source: 'MUST end-12a (referrers: an index, never 404 for an unknown subject)',
+    title: 'a manifest with subject is answered with OCI-Subject and listed by the referrers API',
+    control: { differs: 'Distribution 2.8 has no referrers API (404)', async check(t, fx) {
+      assert.equal((await t.send('GET', `/v2/${HOSTED_PREFIX}-app/referrers/${fx.img.manifestDigest}`)).status, 404);
+    } },
+    async check(t, fx) {
+      const repo = `${HOSTED_PREFIX}-app`;
+      const artifact = Buffer.from(JSON.stringify({
+        schemaVersion: 2, mediaType: MediaTypes.ociManifest, artifactType: 'application/vnd.example.sbom',
+        config: { mediaType: fx.img.configMediaType, digest: fx.img.configDigest, size: fx.img.config.length },
+        layers: [], subject: { mediaType: fx.img.mediaType, digest: fx.img.manifestDigest, size: fx.img.manifest.length },
+      }));
+      const put = await putManifest(t, repo, digestOf(artifact), { manifest: artifact, mediaType: MediaTypes.ociManifest });
+      assert.equal(put.status, 201, put.body.toString());
+      assert.equal(put.header('oci-subject'), fx.img.manifestDigest);
+      const r = await t.send('GET', `/v2/${repo}/referrers/${fx.img.manifestDigest}`);
+      assert.equal(r.status, 200);
+      assert.equal(r.header('content-type'), MediaTypes.ociIndex);
+      const idx = r.json() as { manifests: { digest: string; artifactType?: string }[] };
+      assert.deepEqual(idx.manifests.map((m) => [m.digest, m.artifactType]), [[digestOf(artifact), 'application/vnd.example.sbom']]);
+      const none = await t.send('GET', `/v2/${repo}/referrers/${HELLO_WORLD}`);
+      assert.equal(none.status, 200);
+      assert.deepEqual((none.json() as { manifests: unknown[] }).manifests, []);
+    },
+  },
+];
+
+describe('Hosted repositories: push, mount, delete, referrers', () => {
+  let hostedBerth: BerthHandle;
+  let control: Distribution;
+  let pfx: PushFixtures;
+  before(async () => {
+    control = await startDistribution({ deleteEnabled: true });
+    hostedBerth = await rig.addBerth({ repositories: [{ match: 'ci/**', mode: 'hosted' }], storage: { deleteEnabled: true } });
+    pfx = {
+      img: buildImage({ seed: 'conformance-push', layers: [1024, 40_000, 300_000] }),
+      other: buildImage({ seed: 'conformance-push-other', layers: 1 }),
+    };
+  });
+  after(async () => {
+    await control?.stop();
+  });
+  const pushTargets = [makeTarget('berth', () => hostedBerth.url), makeTarget('distribution', () => control.url)];
+  for (const target of pushTargets) {
+    describe(target.name === 'berth' ? 'Berth (hosted)' : 'Distribution 2.8 (control, delete enabled)', () => {
+      for (const row of PUSH_ROWS) {
+        const name = `[${row.source}] ${row.title}`;
+        if (target.name === 'berth' || row.control === 'same') {
+          test(name, () => row.check(target, pfx));
+        } else if (row.control.check !== undefined) {
+          const alt = row.control.check;
+          test(`${name} — differs: ${row.control.differs}`, () => alt(target, pfx));
+        } else {
+          test(name, { skip: `differs: ${row.control.differs}` }, () => undefined);
+        }
+      }
+    });
+  }
 });

@@ -5,6 +5,10 @@
  * it (src/registry/repository.ts; today always the mirror). References and digests are parsed
  * here, once, after authorization; the layers below take the typed values. Push and delete
  * answer 405 UNSUPPORTED unless a feature enables them.
+ *
+ * Hosted repositories (issue 14): a name the `repositories` rules make hosted is decided before
+ * upstream routing; its push side is answered by src/http/routes/v2-push.ts and its pull side by
+ * the hosted registry through the same Repository seam.
  */
 import { ReadStream, read as readFd } from 'node:fs';
 import type { ServerResponse } from 'node:http';
@@ -12,7 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { registryError } from '../../errors.js';
-import type { Digest } from '../../oci/reference.js';
+import { isValidName, type Digest } from '../../oci/reference.js';
 import { parseAccept } from '../accept.js';
 import { parseV2Path, type V2Route } from '../v2-path.js';
 import type { Routed } from '../../registry/routing.js';
@@ -21,6 +25,7 @@ import type { AccessItem } from '../../auth/access.js';
 import { parseRange } from '../range.js';
 import { commonHeaders, recordRequest } from '../hooks.js';
 import { auditRequest } from '../request-log.js';
+import { hostedAccess, hostedPush } from './v2-push.js';
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -52,7 +57,8 @@ export interface V2Options {
 }
 
 export async function v2Routes(app: FastifyInstance, opts: V2Options = {}): Promise<void> {
-  const repositories = opts.repositories ?? new MirrorOnly(app.mirror);
+  const hosted = app.hosted;
+  const repositories = opts.repositories ?? (hosted ? hosted.resolver(app.mirror) : new MirrorOnly(app.mirror));
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const url = request.url;
     const qi = url.indexOf('?');
@@ -82,13 +88,25 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options = {}): Prom
     }
     if (route.kind === 'unknown') throw registryError('NAME_UNKNOWN', `no API route for ${pathOnly}`);
 
+    // Hosted names are decided on the name as sent, before upstream routing.
+    if (hosted && hosted.isHosted(route.name, ns)) {
+      if (!isValidName(route.name)) throw registryError('NAME_INVALID', `"${route.name}" is not a valid repository name`);
+      const routed = hosted.route(route.name);
+      const pushed = await hostedPush(app, hosted, request, reply, route, routed);
+      if (pushed !== undefined || route.kind === 'upload') return pushed;
+      await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, hostedAccess(routed.name, ['pull']));
+      return pull(app, repositories.resolve(routed), request, reply, route, routed, ns);
+    }
+
     const routed = app.router.route(route.name, ns);
     reply.header('oci-namespace', routed.upstream.name);
     const access = (actions: string[]): AccessItem[] => [
       { type: 'repository', name: routed.requested, upstream: routed.upstream.name, cacheName: routed.name, actions },
     ];
 
-    if (route.kind === 'upload') throw registryError('UNSUPPORTED', 'this mirror is read-only: pushes go to the upstream registry');
+    if (route.kind === 'upload' || (route.kind === 'manifest' && method === 'PUT')) {
+      throw registryError('UNSUPPORTED', `${route.name} is mirrored, not hosted: pushes go to the upstream registry, or to a name a \`repositories\` rule with mode: hosted matches`);
+    }
     if (method === 'DELETE') {
       // An operation the mirror does not offer is 405 for everyone; only a real delete is authorized.
       if (route.kind !== 'manifest' || !app.manifestDelete) {
@@ -102,28 +120,35 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options = {}): Prom
     if (method !== 'GET' && method !== 'HEAD') throw registryError('UNSUPPORTED', `${method} is not supported by this mirror`);
     await app.access.authorize({ authorization: request.headers.authorization, ip: request.clientIp }, access(['pull']));
 
-    const repository = repositories.resolve(routed);
-    switch (route.kind) {
-      case 'manifest':
-        return manifest(app, repository, request, reply, routed, route.reference);
-      case 'blob':
-        return blob(app, repository, request, reply, routed, blobDigest(route.digest));
-      case 'tags':
-        return tags(repository, request, reply, routed, ns);
-      case 'referrers':
-        // A 404 is what tells a client to fall back to the referrers tag schema (spec end-12a).
-        throw registryError('NAME_UNKNOWN', 'the referrers API is not served by this mirror');
-    }
+    return pull(app, repositories.resolve(routed), request, reply, route, routed, ns);
   };
-  // Pushes carry bodies of any type (blob chunks, manifests). The mirror refuses them with 405,
-  // so no body is ever parsed here: without this, Fastify would answer 415 before the handler.
+  // Pushes carry bodies of any type (blob chunks, manifests). Nothing is parsed here: without
+  // this, Fastify would answer 415 before the handler. Hosted pushes read the raw request
+  // stream (v2-push.ts); a body nobody reads is drained by Node when the response ends.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_request, payload, done) => {
-    payload.resume();
+  app.addContentTypeParser('*', (_request, _payload, done) => {
     done(null);
   });
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2', handler });
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2/*', handler });
+}
+
+/** GET/HEAD of a manifest, blob or tag list, answered by the repository the resolver picked. */
+async function pull(
+  app: FastifyInstance, repository: Repository, request: FastifyRequest, reply: FastifyReply,
+  route: Exclude<V2Route, { kind: 'base' } | { kind: 'catalog' } | { kind: 'unknown' } | { kind: 'upload' }>, routed: Routed, ns: string | undefined,
+): Promise<unknown> {
+  switch (route.kind) {
+    case 'manifest':
+      return manifest(app, repository, request, reply, routed, route.reference);
+    case 'blob':
+      return blob(app, repository, request, reply, routed, blobDigest(route.digest));
+    case 'tags':
+      return tags(repository, request, reply, routed, ns);
+    case 'referrers':
+      // A 404 is what tells a client to fall back to the referrers tag schema (spec end-12a).
+      throw registryError('NAME_UNKNOWN', 'the referrers API is not served by this mirror');
+  }
 }
 
 async function manifest(

@@ -81,7 +81,7 @@ function candidates(ctx: LifecycleContext, holds: Holds): Unit[] {
     out.push({ kind: 'image', digest: d, ...graph.groupStamp(d, usage) });
   }
   for (const [d, e] of usage.entries()) {
-    if (graph.has(d) || graph.isReferenced(d) || holds.pinned.has(d)) continue;
+    if (graph.has(d) || graph.isReferenced(d) || holds.pinned.has(d) || holds.hostedBlobs.has(d)) continue;
     out.push({ kind: 'blob', digest: d, access: e.access, seq: e.seq });
   }
   return out.sort(older);

@@ -6,6 +6,7 @@
  */
 import type { MetadataStore } from '../records.js';
 import { bump } from './graph.js';
+import { readHostedHolds } from './hosted.js';
 
 export interface RepoRef {
   upstream: string;
@@ -23,6 +24,8 @@ export interface Holds {
   repoEntries: Map<string, number>;
   pinned: Set<string>;
   pins: number;
+  /** Blobs pushed or mounted into a hosted repository: never evicted (GC still takes them once unreferenced). */
+  hostedBlobs: Set<string>;
 }
 
 export function repoId(r: RepoRef): string {
@@ -37,7 +40,7 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
 
 /** Tags, links and pins as the records say now. */
 export async function readHolds(records: MetadataStore): Promise<Holds> {
-  const holds: Holds = { tags: new Map(), links: new Map(), repoEntries: new Map(), pinned: new Set(), pins: 0 };
+  const holds: Holds = { tags: new Map(), links: new Map(), repoEntries: new Map(), pinned: new Set(), pins: 0, hostedBlobs: new Set() };
   for await (const e of records.repoEntries()) {
     if (e.kind === 'tag') {
       const ref: TagRef = { upstream: e.upstream, name: e.name, tag: e.tag };
@@ -55,6 +58,10 @@ export async function readHolds(records: MetadataStore): Promise<Holds> {
     holds.pins += 1;
     for (const d of pin.digests) holds.pinned.add(d);
   }
+  // Hosted content (src/storage/lifecycle/hosted.ts): manifests held like pins, blobs kept from eviction.
+  const hosted = await readHostedHolds(records.hosted);
+  for (const d of hosted.manifests) holds.pinned.add(d);
+  holds.hostedBlobs = hosted.blobs;
   return holds;
 }
 

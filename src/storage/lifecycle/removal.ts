@@ -68,7 +68,7 @@ export async function dropLinks(ctx: LifecycleContext, digest: string, holds: Ho
 }
 
 export async function removeBlobIfFree(ctx: LifecycleContext, digest: Digest, holds: Holds, reason: Reason, report: RemovalReport): Promise<void> {
-  if (ctx.graph.isReferenced(digest) || ctx.graph.has(digest) || holds.pinned.has(digest)) return;
+  if (ctx.graph.isReferenced(digest) || ctx.graph.has(digest) || holds.pinned.has(digest) || holds.hostedBlobs.has(digest)) return;
   if (ctx.cache?.filling(digest)) return;
   await removeBlob(ctx, digest, reason, report);
 }
