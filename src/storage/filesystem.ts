@@ -11,16 +11,19 @@
  * one file handle used for writes and positioned reads alike, so joined readers keep reading it
  * across the rename that commits it.
  */
-import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, access, type FileHandle } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, access, type FileHandle } from 'node:fs/promises';
+import { constants, readFile as readFileCb } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join, dirname } from 'node:path';
 import { parseDigest, type Digest } from '../oci/reference.js';
-import type { BlobListing, ByteRange, InitOptions, SpaceInfo, StagedBlob, StorageDriver } from './driver.js';
+import type { BlobListing, ByteRange, InitOptions, ListBlobsOptions, SpaceInfo, StagedBlob, StorageDriver } from './driver.js';
 
 /** 1 MiB reads: about 3× the throughput of the 64 KiB default on these machines. */
 export const READ_CHUNK = 1024 * 1024;
+
+/** Stats in flight at once while listing blobs. */
+const LIST_BATCH = 64;
 
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
@@ -93,7 +96,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async readBlobBuffer(digest: Digest): Promise<Buffer | null> {
     try {
-      return await readFile(this.blobPath(digest));
+      return await readSmall(this.blobPath(digest));
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
@@ -133,21 +136,40 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async *listBlobs(): AsyncIterable<BlobListing> {
+  async *listBlobs(opts: ListBlobsOptions = {}): AsyncIterable<BlobListing> {
+    const known = opts.knownSize;
     for (const algorithm of await readdirSafe(this.blobRoot)) {
       for (const shard of await readdirSafe(join(this.blobRoot, algorithm))) {
-        for (const hex of await readdirSafe(join(this.blobRoot, algorithm, shard))) {
-          try {
-            const s = await stat(join(this.blobRoot, algorithm, shard, hex));
-            if (!s.isFile()) continue;
-            // The tree is an edge too: a name put there by hand is not a blob.
-            const digest = parseDigest(`${algorithm}:${hex}`);
-            if (digest) yield { digest, size: s.size, storedAt: s.mtimeMs };
-          } catch (err) {
-            if (!isNotFound(err)) throw err;
-          }
+        const dir = join(this.blobRoot, algorithm, shard);
+        const names = await readdirSafe(dir);
+        // A blob whose size the caller knows needs no stat (GC's resynchronisation knows almost
+        // all). The others go out LIST_BATCH stats at a time: one after the other, 100,000 of
+        // them took seconds of round trips to the thread pool.
+        const measure: string[] = [];
+        for (const hex of names) {
+          const digest = known ? parseDigest(`${algorithm}:${hex}`) : null;
+          const size = digest ? known?.(digest) : undefined;
+          if (digest && size !== undefined) yield { digest, size, storedAt: null };
+          else measure.push(hex);
+        }
+        for (let i = 0; i < measure.length; i += LIST_BATCH) {
+          const batch = await Promise.all(measure.slice(i, i + LIST_BATCH).map((hex) => this.listed(dir, algorithm, hex)));
+          for (const b of batch) if (b) yield b;
         }
       }
+    }
+  }
+
+  private async listed(dir: string, algorithm: string, hex: string): Promise<BlobListing | null> {
+    try {
+      const s = await stat(join(dir, hex));
+      if (!s.isFile()) return null;
+      // The tree is an edge too: a name put there by hand is not a blob.
+      const digest = parseDigest(`${algorithm}:${hex}`);
+      return digest ? { digest, size: s.size, storedAt: s.mtimeMs } : null;
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
     }
   }
 
@@ -158,7 +180,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async getMeta(key: string): Promise<Buffer | null> {
     try {
-      return await readFile(this.metaPath(key));
+      return await readSmall(this.metaPath(key));
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
@@ -190,15 +212,24 @@ export class FilesystemDriver implements StorageDriver {
 
   async *listMeta(prefix: string): AsyncIterable<string> {
     const base = prefix.replace(/\/$/, '');
-    const walk = async function* (dir: string, keyPrefix: string): AsyncIterable<string> {
-      for (const entry of await readdirSafe(dir, true)) {
-        if (typeof entry === 'string') continue;
-        const full = join(dir, entry.name);
-        if (entry.isDirectory()) yield* walk(full, `${keyPrefix}${entry.name}/`);
-        else if (entry.name.endsWith('.json')) yield `${keyPrefix}${entry.name.slice(0, -5)}`;
+    // Breadth first, LIST_BATCH folders read at once: one tag and one link folder per repository
+    // made a walk one readdir at a time (through nested generators) take seconds at 10,000 images.
+    let level: { dir: string; key: string }[] = [{ dir: base ? join(this.metaRoot, base) : this.metaRoot, key: base ? `${base}/` : '' }];
+    while (level.length > 0) {
+      const next: { dir: string; key: string }[] = [];
+      for (let i = 0; i < level.length; i += LIST_BATCH) {
+        const batch = level.slice(i, i + LIST_BATCH);
+        const listed = await Promise.all(batch.map((d) => readdirSafe(d.dir, true)));
+        for (let j = 0; j < batch.length; j++) {
+          const { dir, key } = batch[j] as { dir: string; key: string };
+          for (const entry of listed[j] ?? []) {
+            if (entry.isDirectory()) next.push({ dir: join(dir, entry.name), key: `${key}${entry.name}/` });
+            else if (entry.name.endsWith('.json')) yield `${key}${entry.name.slice(0, -5)}`;
+          }
+        }
       }
-    };
-    yield* walk(base ? join(this.metaRoot, base) : this.metaRoot, base ? `${base}/` : '');
+      level = next;
+    }
   }
 
   /**
@@ -312,6 +343,16 @@ async function writeDurable(path: string, data: Buffer): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * A whole file, through the callback API: 4-10× less time than fs/promises' readFile for the
+ * small files read here (records, manifests), measured over 10,000 manifests.
+ */
+function readSmall(path: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    readFileCb(path, (err, data) => (err ? reject(err) : resolve(data)));
+  });
 }
 
 function isNotFound(err: unknown): boolean {

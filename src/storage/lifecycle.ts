@@ -44,6 +44,9 @@ export type { InventoryOptions, ManifestInventory, RepoInventory, TagInventory }
 export type { PurgeManyReport, RepoPurge } from './lifecycle/purge.js';
 export type { RepoRef } from './lifecycle/holds.js';
 
+/** Uses remembered while the index builds, at most (beyond, a blob keeps its commit time). */
+const EARLY_USES_MAX = 100_000;
+
 export class CacheLifecycle implements CacheEventsPort {
   private readonly driver: StorageDriver;
   private readonly meta: MetadataStore;
@@ -68,6 +71,11 @@ export class CacheLifecycle implements CacheEventsPort {
   private flushTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private lastGc: (GcReport & { at: number }) | null = null;
+  private indexState: 'idle' | 'building' | 'ready' = 'idle';
+  private indexMs: number | null = null;
+  private built: Promise<number> = Promise.resolve(0);
+  /** Uses of digests the index did not know yet while it was being built (digest → when). */
+  private readonly early = new Map<Digest, number>();
 
   constructor(o: LifecycleOptions) {
     this.driver = o.driver;
@@ -101,27 +109,78 @@ export class CacheLifecycle implements CacheEventsPort {
   /**
    * Build the index from the store, load access times, and repair records that name missing
    * content (the start-up check after a crash). `repair: false` only reports (dry runs).
+   * Resolves once the index is built; `serve` uses startInBackground instead.
    */
   async start(opts: { timers?: boolean; repair?: boolean } = {}): Promise<{ repaired: number }> {
+    const built = this.build(opts.repair ?? true);
+    if (opts.timers ?? true) this.startTimers();
+    const repaired = await built;
+    this.maybeEvict();
+    return { repaired };
+  }
+
+  /**
+   * Start building the index and return at once: pulls are served meanwhile (a hit needs only
+   * the store, never the index), uses are remembered and applied when the build ends, commits are
+   * counted as they happen. Eviction, GC and purges queue behind the build, so they only ever see
+   * the whole store. `ready()` resolves when it is done; a failed build is logged and retried by
+   * the next GC's resynchronisation.
+   */
+  startInBackground(opts: { timers?: boolean } = {}): void {
+    if (opts.timers ?? true) this.startTimers();
+    this.build(true).then(
+      () => this.maybeEvict(),
+      (err: unknown) => this.log.error({ err }, 'building the cache index failed; the next garbage collection rebuilds it'),
+    );
+  }
+
+  /** Resolves once the index has been built (at once when it has). */
+  ready(): Promise<void> {
+    return this.built.then(() => undefined, () => undefined);
+  }
+
+  /** Is the index built (every blob in the store counted)? */
+  get indexReady(): boolean {
+    return this.indexState === 'ready';
+  }
+
+  private build(repair: boolean): Promise<number> {
     const began = this.now();
-    const repair = opts.repair ?? true;
-    const repaired = await this.exclusive(async () => {
+    this.indexState = 'building';
+    const run = this.exclusive(async () => {
       const missing = await scan(this.ctx, repair);
       await this.usage.loadAccess();
       const holds = await readHolds(this.meta);
       const dangling = await repairRecords(this.ctx, holds, !repair);
+      this.indexState = 'ready';
+      this.indexMs = this.now() - began;
+      this.applyEarlyUses();
       this.log.info(
-        { blobs: this.usage.count, bytes: this.usage.bytes, manifests: this.graph.size, repairedRecords: missing + dangling, ms: this.now() - began },
+        { blobs: this.usage.count, bytes: this.usage.bytes, manifests: this.graph.size, repairedRecords: missing + dangling, ms: this.indexMs },
         'cache index built',
       );
       return missing + dangling;
     });
-    if (opts.timers ?? true) {
-      this.flushTimer = setInterval(() => void this.flush(), this.flushInterval);
-      this.flushTimer.unref();
-    }
-    this.maybeEvict();
-    return { repaired };
+    this.built = run;
+    // Failing, the index is still usable (what it counted so far; the next GC resynchronises).
+    run.catch(() => {
+      this.indexState = 'ready';
+      this.applyEarlyUses();
+    });
+    return run;
+  }
+
+  /** Uses served while the index was being built, now that it knows every blob. */
+  private applyEarlyUses(): void {
+    const early = [...this.early];
+    this.early.clear();
+    for (const [d, at] of early) if (!this.usage.touchAt(d, at)) this.discover(d);
+  }
+
+  private startTimers(): void {
+    if (this.flushTimer) return;
+    this.flushTimer = setInterval(() => void this.flush(), this.flushInterval);
+    this.flushTimer.unref();
   }
 
   /** Stop timers, let queued work finish, write access times. */
@@ -165,7 +224,14 @@ export class CacheLifecycle implements CacheEventsPort {
   /** A blob or manifest was served: it is now the most recently used. Cheap; never throws. */
   accessed(digest: Digest): void {
     if (this.stopped) return;
-    if (!this.usage.touch(digest)) this.discover(digest);
+    if (this.usage.touch(digest)) return;
+    if (this.indexState === 'building') {
+      // Not listed yet: remembered, applied once the build has counted it (bounded: one entry per
+      // digest, and a build lists everything the store holds anyway).
+      if (this.early.size < EARLY_USES_MAX) this.early.set(digest, this.now());
+      return;
+    }
+    this.discover(digest);
   }
 
   /**
@@ -258,6 +324,7 @@ export class CacheLifecycle implements CacheEventsPort {
       pinned: { pins: pins.length, blobs: pinnedBlobs, bytes: pinnedBytes },
       evictions: { runs: ev.runs, blobs: ev.blobs, bytes: ev.bytes, lastRunAt: iso(ev.lastRunAt) },
       gc: gc ? { ...gc, at: iso(gc.at) ?? '' } : null,
+      index: { state: this.indexState, ms: this.indexMs },
       storageFull: full !== null,
       storageFullSince: iso(full?.since ?? null),
       freeBytes: full?.free ?? null,
@@ -312,6 +379,7 @@ export class CacheLifecycle implements CacheEventsPort {
    * for queued passes; a pass running meanwhile may show in one repository and not another.
    */
   async inventory(repos: readonly RepoRef[], opts: InventoryOptions): Promise<RepoInventory[]> {
+    await this.ready();
     await this.graph.learned();
     return inventory(this.ctx, repos, opts);
   }

@@ -10,6 +10,7 @@ import type { Digest } from '../../oci/reference.js';
 import type { StorageDriver } from '../driver.js';
 import type { AccessShard, MetadataStore } from '../records.js';
 import { isNoSpace } from '../space.js';
+import { Pacer } from './batch.js';
 
 export interface BlobEntry {
   size: number;
@@ -72,6 +73,18 @@ export class UsageIndex {
     return true;
   }
 
+  /** A use at `at` (ms) the index heard of late (while it was being built); never moves an access back. */
+  touchAt(d: Digest, at: number): boolean {
+    const e = this.blobs.get(d);
+    if (!e) return false;
+    if (at >= e.access) {
+      e.access = at;
+      e.seq = ++this.seq;
+      this.dirty.add(this.records.accessShardOf(d));
+    }
+    return true;
+  }
+
   /** A commit (or a blob found in the store): counted, and the most recently used. */
   stored(d: Digest, size: number): void {
     const e = this.blobs.get(d);
@@ -103,14 +116,19 @@ export class UsageIndex {
    * as last access, sizes follow the store.
    */
   async resync(driver: StorageDriver): Promise<void> {
+    const pace = new Pacer();
     const seen = new Map<Digest, { size: number; mtime: number }>();
-    for await (const b of driver.listBlobs()) seen.set(b.digest, { size: b.size, mtime: b.storedAt ?? 0 });
+    // Sizes of blobs already counted are known (immutable): the driver need not measure them again.
+    const knownSize = (d: Digest): number | undefined => this.blobs.get(d)?.size;
+    for await (const b of driver.listBlobs({ knownSize })) seen.set(b.digest, { size: b.size, mtime: b.storedAt ?? 0 });
     for (const d of [...this.blobs.keys()]) {
+      await pace.tick();
       if (!seen.has(d) && !(await driver.statBlob(d))) this.blobs.delete(d);
     }
     const fresh = [...seen].filter(([d]) => !this.blobs.has(d)).sort((a, b) => a[1].mtime - b[1].mtime);
     for (const [d, s] of fresh) this.blobs.set(d, { size: s.size, access: Math.floor(s.mtime), seq: ++this.seq });
     for (const [d, s] of seen) {
+      await pace.tick();
       const e = this.blobs.get(d);
       if (e) e.size = s.size;
     }

@@ -1,0 +1,43 @@
+/**
+ * Pacing for passes over the whole store (the index build, GC, eviction): I/O in bounded
+ * batches instead of one round trip after another, and CPU-bound loops that hand the event loop
+ * back every few thousand items, so a pass over 100,000 blobs never stalls the requests being
+ * served meanwhile.
+ */
+
+/** Items handled between two returns to the event loop in CPU-bound loops. */
+export const YIELD_EVERY = 2048;
+
+/** Let queued I/O callbacks and requests run (a macrotask turn, not a microtask). */
+export function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Run `fn` over `items`, at most `limit` at a time; rejects with the first error once all settled. */
+export async function eachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  let failed: unknown = null;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (err) {
+        failed ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failed !== null) throw failed;
+}
+
+/** Counts items of a CPU-bound loop and yields to the event loop every YIELD_EVERY of them. */
+export class Pacer {
+  private n = 0;
+
+  /** Call once per item: `await pacer.tick()`; cheap when it does not yield. */
+  tick(): Promise<void> | undefined {
+    this.n += 1;
+    return this.n % YIELD_EVERY === 0 ? yieldToLoop() : undefined;
+  }
+}
