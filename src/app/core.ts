@@ -12,7 +12,7 @@
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/types.js';
 import { Metrics } from '../metrics/metrics.js';
-import { createPrewarmService, type PrewarmService } from '../queue/index.js';
+import { createPrewarmService, loadBullmq, type PrewarmService } from '../queue/index.js';
 import { MirrorService, type CacheHooks } from '../registry/mirror.js';
 import { Router } from '../registry/routing.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -109,7 +109,9 @@ export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOpti
       ...opts.lifecycle,
     });
   }
-  const prewarm = opts.prewarm ? createPrewarmService({ config, router, metrics, log, driver, mirror }) : null;
+  // BullMQ/ioredis are imported only with redis.url (issue 16: idle memory and start-up time).
+  const bullmq = opts.prewarm ? await loadBullmq(config) : null;
+  const prewarm = opts.prewarm ? createPrewarmService({ config, router, metrics, log, driver, mirror, bullmq }) : null;
   return {
     config, log, driver, meta, metrics, router, mirror, lifecycle, prewarm,
     async close() {

@@ -44,7 +44,10 @@ export class FilesystemDriver implements StorageDriver {
     // A store in use by another process: its record temp files may be mid-rename.
     if (opts.shared) return;
     await this.sweepDeadSpools();
-    await this.sweepMetaTemps(this.metaRoot);
+    // In the background: the walk visits every record folder, which grows with the cache, and a
+    // leftover temp file is harmless meanwhile (records are read by their final names only).
+    const startedAt = Date.now() - 1000;
+    void this.sweepMetaTemps(startedAt).catch(() => undefined);
   }
 
   /** Remove spool files whose writer is gone: this host, and a pid that is ours or not alive. */
@@ -212,9 +215,18 @@ export class FilesystemDriver implements StorageDriver {
 
   async *listMeta(prefix: string): AsyncIterable<string> {
     const base = prefix.replace(/\/$/, '');
-    // Breadth first, LIST_BATCH folders read at once: one tag and one link folder per repository
-    // made a walk one readdir at a time (through nested generators) take seconds at 10,000 images.
-    let level: { dir: string; key: string }[] = [{ dir: base ? join(this.metaRoot, base) : this.metaRoot, key: base ? `${base}/` : '' }];
+    for await (const f of this.metaFiles(base ? join(this.metaRoot, base) : this.metaRoot, base ? `${base}/` : '')) {
+      if (f.name.endsWith('.json')) yield `${f.key}${f.name.slice(0, -5)}`;
+    }
+  }
+
+  /**
+   * Every file under a folder of records, breadth first, LIST_BATCH folders read at once: one
+   * tag and one link folder per repository made a walk one readdir at a time (through nested
+   * generators) take seconds at 10,000 images.
+   */
+  private async *metaFiles(top: string, topKey: string): AsyncIterable<{ dir: string; key: string; name: string }> {
+    let level: { dir: string; key: string }[] = [{ dir: top, key: topKey }];
     while (level.length > 0) {
       const next: { dir: string; key: string }[] = [];
       for (let i = 0; i < level.length; i += LIST_BATCH) {
@@ -224,7 +236,7 @@ export class FilesystemDriver implements StorageDriver {
           const { dir, key } = batch[j] as { dir: string; key: string };
           for (const entry of listed[j] ?? []) {
             if (entry.isDirectory()) next.push({ dir: join(dir, entry.name), key: `${key}${entry.name}/` });
-            else if (entry.name.endsWith('.json')) yield `${key}${entry.name.slice(0, -5)}`;
+            else yield { dir, key, name: entry.name };
           }
         }
       }
@@ -270,12 +282,16 @@ export class FilesystemDriver implements StorageDriver {
     return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
   }
 
-  private async sweepMetaTemps(dir: string): Promise<void> {
-    for (const entry of await readdirSafe(dir, true)) {
-      if (typeof entry === 'string') continue;
-      const full = join(dir, entry.name);
-      if (entry.isDirectory()) await this.sweepMetaTemps(full);
-      else if (entry.name.endsWith('.tmp')) await rm(full, { force: true });
+  /**
+   * Record temp files a crash left (a write goes temp → rename). Only those older than this
+   * process's start: the walk runs while this process already writes records of its own.
+   */
+  private async sweepMetaTemps(startedAt: number): Promise<void> {
+    for await (const f of this.metaFiles(this.metaRoot, '')) {
+      if (!f.name.endsWith('.tmp')) continue;
+      const path = join(f.dir, f.name);
+      const s = await stat(path).catch(() => null);
+      if (s && s.mtimeMs < startedAt) await rm(path, { force: true });
     }
   }
 }
