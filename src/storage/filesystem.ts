@@ -23,7 +23,7 @@ import type { BlobListing, ByteRange, InitOptions, ListBlobsOptions, SpaceInfo, 
 export const READ_CHUNK = 1024 * 1024;
 
 /** Stats in flight at once while listing blobs. */
-const LIST_BATCH = 64;
+const LIST_BATCH = 16;
 
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';

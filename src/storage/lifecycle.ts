@@ -25,6 +25,7 @@ import type { CacheContentsPort, CacheEventsPort } from './ports.js';
 import type { MetadataStore } from './records.js';
 import { DiskFullMode } from './lifecycle/disk-full.js';
 import { evictPass, overHighMark, type EvictionLimits } from './lifecycle/eviction.js';
+import { releaseMemory } from './lifecycle/batch.js';
 import { collect, repairRecords, scan } from './lifecycle/gc.js';
 import { ReferenceGraph } from './lifecycle/graph.js';
 import { readHolds } from './lifecycle/holds.js';
@@ -43,6 +44,9 @@ export {
 export type { InventoryOptions, ManifestInventory, RepoInventory, TagInventory } from './lifecycle/inventory.js';
 export type { PurgeManyReport, RepoPurge } from './lifecycle/purge.js';
 export type { RepoRef } from './lifecycle/holds.js';
+
+/** Index size from which a pass over the store ends with a full collection (releaseMemory). */
+const RELEASE_MEMORY_FROM = 20_000;
 
 /** Uses remembered while the index builds, at most (beyond, a blob keeps its commit time). */
 const EARLY_USES_MAX = 100_000;
@@ -155,8 +159,9 @@ export class CacheLifecycle implements CacheEventsPort {
       this.indexState = 'ready';
       this.indexMs = this.now() - began;
       this.applyEarlyUses();
+      const gcMs = await this.afterPass();
       this.log.info(
-        { blobs: this.usage.count, bytes: this.usage.bytes, manifests: this.graph.size, repairedRecords: missing + dangling, ms: this.indexMs },
+        { blobs: this.usage.count, bytes: this.usage.bytes, manifests: this.graph.size, repairedRecords: missing + dangling, ms: this.indexMs, gcMs },
         'cache index built',
       );
       return missing + dangling;
@@ -168,6 +173,16 @@ export class CacheLifecycle implements CacheEventsPort {
       this.applyEarlyUses();
     });
     return run;
+  }
+
+  /**
+   * After a pass over the whole store: give the heap it grew back (a full collection, only for
+   * stores big enough for it to matter). The duration in ms, or null when none ran.
+   */
+  private async afterPass(): Promise<number | null> {
+    if (this.usage.count < RELEASE_MEMORY_FROM) return null;
+    const ms = await releaseMemory();
+    return ms === null ? null : Math.round(ms);
   }
 
   /** Uses served while the index was being built, now that it knows every blob. */
@@ -360,6 +375,7 @@ export class CacheLifecycle implements CacheEventsPort {
       const report = await collect(this.ctx, { dryRun, graceMs: opts.graceMs ?? this.orphanGrace, stagingStaleAfter: this.spoolStaleAfter, list: opts.list ?? false });
       this.lastGc = { ...report, at };
       if (!dryRun) await evictPass(this.ctx, this.limits);
+      await this.afterPass();
       return report;
     });
   }

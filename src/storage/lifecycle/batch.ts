@@ -41,3 +41,32 @@ export class Pacer {
     return this.n % YIELD_EVERY === 0 ? yieldToLoop() : undefined;
   }
 }
+
+let fullGc: (() => void) | null | undefined;
+
+/**
+ * After a pass over the whole store (the index build, a GC): one full collection, so the heap
+ * the pass grew for its transient lists (tens of MiB at 100,000 blobs) is given back to the OS
+ * instead of staying in the process's RSS (V8 does not shrink it by itself while the server
+ * idles: measured 238 MiB idle after a build at 100,000 blobs). The collector is reached through
+ * V8's own flag, once; a pause of tens of ms, once per pass. Returns its duration (ms), or null
+ * when the runtime does not allow it.
+ */
+export async function releaseMemory(): Promise<number | null> {
+  if (fullGc === undefined) {
+    fullGc = null;
+    try {
+      const v8 = await import('node:v8');
+      const vm = await import('node:vm');
+      v8.setFlagsFromString('--expose-gc');
+      const fn: unknown = vm.runInNewContext('gc');
+      if (typeof fn === 'function') fullGc = fn as () => void;
+    } catch {
+      fullGc = null;
+    }
+  }
+  if (!fullGc) return null;
+  const t = performance.now();
+  fullGc();
+  return performance.now() - t;
+}

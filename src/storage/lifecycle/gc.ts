@@ -20,7 +20,7 @@ export interface GcOptions {
 }
 
 /** Manifests read at once while learning the reference graph. */
-const LEARN_CONCURRENCY = 32;
+const LEARN_CONCURRENCY = 8;
 
 /**
  * Bring the index in line with the store: every blob with its size, every manifest record read

@@ -37,7 +37,7 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
 }
 
 /** Tag records read at once. */
-const READ_CONCURRENCY = 32;
+const READ_CONCURRENCY = 8;
 
 /** Tags, links and pins as the records say now. */
 export async function readHolds(records: MetadataStore): Promise<Holds> {

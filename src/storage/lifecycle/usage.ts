@@ -117,20 +117,27 @@ export class UsageIndex {
    */
   async resync(driver: StorageDriver): Promise<void> {
     const pace = new Pacer();
-    const seen = new Map<Digest, { size: number; mtime: number }>();
+    // Little held per listed blob (a set of names, flat records for new ones): at 100,000 blobs
+    // a map of objects here was most of the build's peak memory.
+    const seen = new Set<Digest>();
+    const fresh: { d: Digest; size: number; mtime: number }[] = [];
     // Sizes of blobs already counted are known (immutable): the driver need not measure them again.
     const knownSize = (d: Digest): number | undefined => this.blobs.get(d)?.size;
-    for await (const b of driver.listBlobs({ knownSize })) seen.set(b.digest, { size: b.size, mtime: b.storedAt ?? 0 });
+    for await (const b of driver.listBlobs({ knownSize })) {
+      seen.add(b.digest);
+      const e = this.blobs.get(b.digest);
+      if (e) e.size = b.size;
+      else fresh.push({ d: b.digest, size: b.size, mtime: b.storedAt ?? 0 });
+    }
     for (const d of [...this.blobs.keys()]) {
       await pace.tick();
       if (!seen.has(d) && !(await driver.statBlob(d))) this.blobs.delete(d);
     }
-    const fresh = [...seen].filter(([d]) => !this.blobs.has(d)).sort((a, b) => a[1].mtime - b[1].mtime);
-    for (const [d, s] of fresh) this.blobs.set(d, { size: s.size, access: Math.floor(s.mtime), seq: ++this.seq });
-    for (const [d, s] of seen) {
-      await pace.tick();
-      const e = this.blobs.get(d);
-      if (e) e.size = s.size;
+    seen.clear();
+    fresh.sort((a, b) => a.mtime - b.mtime);
+    for (const f of fresh) {
+      // Committed (and counted by stored()) since the listing saw it: keep what stored() set.
+      if (!this.blobs.has(f.d)) this.blobs.set(f.d, { size: f.size, access: Math.floor(f.mtime), seq: ++this.seq });
     }
     this.usage = 0;
     for (const e of this.blobs.values()) this.usage += e.size;
