@@ -13,6 +13,8 @@ import { isNoSpace } from '../space.js';
 import { Pacer } from './batch.js';
 
 export interface BlobEntry {
+  /** The digest itself: the one string the index keeps for it (the graph reuses it, see intern). */
+  digest: Digest;
   size: number;
   /** Last access, ms since epoch. */
   access: number;
@@ -63,6 +65,15 @@ export class UsageIndex {
     return [...this.blobs];
   }
 
+  /**
+   * The index's own string for a digest it knows (else `d`): the reference graph keeps its
+   * digests through this, so a blob's name is held once, not once per structure (about 9 MiB at
+   * 100,000 blobs).
+   */
+  intern(d: Digest): Digest {
+    return this.blobs.get(d)?.digest ?? d;
+  }
+
   /** A use: the entry becomes the most recently used. False when the index does not know it. */
   touch(d: Digest): boolean {
     const e = this.blobs.get(d);
@@ -94,7 +105,7 @@ export class UsageIndex {
       e.access = this.now();
       e.seq = ++this.seq;
     } else {
-      this.blobs.set(d, { size, access: this.now(), seq: ++this.seq });
+      this.blobs.set(d, { digest: d, size, access: this.now(), seq: ++this.seq });
       this.usage += size;
     }
     this.dirty.add(this.records.accessShardOf(d));
@@ -137,7 +148,7 @@ export class UsageIndex {
     fresh.sort((a, b) => a.mtime - b.mtime);
     for (const f of fresh) {
       // Committed (and counted by stored()) since the listing saw it: keep what stored() set.
-      if (!this.blobs.has(f.d)) this.blobs.set(f.d, { size: f.size, access: Math.floor(f.mtime), seq: ++this.seq });
+      if (!this.blobs.has(f.d)) this.blobs.set(f.d, { digest: f.d, size: f.size, access: Math.floor(f.mtime), seq: ++this.seq });
     }
     this.usage = 0;
     for (const e of this.blobs.values()) this.usage += e.size;
