@@ -77,6 +77,8 @@ export class CacheLifecycle implements CacheEventsPort {
   private lastGc: (GcReport & { at: number }) | null = null;
   private indexState: 'idle' | 'building' | 'ready' = 'idle';
   private indexMs: number | null = null;
+  /** The index has counted the whole store at least once (a build or a GC succeeded). */
+  private indexComplete = false;
   private built: Promise<number> = Promise.resolve(0);
   /** Uses of digests the index did not know yet while it was being built (digest → when). */
   private readonly early = new Map<Digest, number>();
@@ -157,6 +159,7 @@ export class CacheLifecycle implements CacheEventsPort {
       const holds = await readHolds(this.meta);
       const dangling = await repairRecords(this.ctx, holds, !repair);
       this.indexState = 'ready';
+      this.indexComplete = true;
       this.indexMs = this.now() - began;
       this.applyEarlyUses();
       const gcMs = await this.afterPass();
@@ -231,6 +234,10 @@ export class CacheLifecycle implements CacheEventsPort {
 
   /** Write the access records that changed since the last flush. */
   flush(): Promise<void> {
+    // An access record is rewritten whole from the index: while the index is still being built it
+    // does not know every blob of a record yet, and rewriting would drop the others' times.
+    // After a failed build the next successful GC (a full resynchronisation) allows it again.
+    if (!this.indexComplete) return Promise.resolve();
     return this.usage.flush();
   }
 
@@ -373,6 +380,7 @@ export class CacheLifecycle implements CacheEventsPort {
       const at = this.now();
       const dryRun = opts.dryRun ?? false;
       const report = await collect(this.ctx, { dryRun, graceMs: opts.graceMs ?? this.orphanGrace, stagingStaleAfter: this.spoolStaleAfter, list: opts.list ?? false });
+      this.indexComplete = true;
       this.lastGc = { ...report, at };
       if (!dryRun) await evictPass(this.ctx, this.limits);
       await this.afterPass();
