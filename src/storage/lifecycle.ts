@@ -25,7 +25,7 @@ import type { CacheContentsPort, CacheEventsPort } from './ports.js';
 import type { MetadataStore } from './records.js';
 import { DiskFullMode } from './lifecycle/disk-full.js';
 import { evictPass, overHighMark, type EvictionLimits } from './lifecycle/eviction.js';
-import { releaseMemory } from './lifecycle/batch.js';
+import { PassStopped, releaseMemory } from './lifecycle/batch.js';
 import { collect, repairRecords, scan } from './lifecycle/gc.js';
 import { ReferenceGraph } from './lifecycle/graph.js';
 import { readHolds } from './lifecycle/holds.js';
@@ -74,6 +74,7 @@ export class CacheLifecycle implements CacheEventsPort {
   private evictQueued = false;
   private flushTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private stopping = false;
   private lastGc: (GcReport & { at: number }) | null = null;
   private indexState: 'idle' | 'building' | 'ready' = 'idle';
   private indexMs: number | null = null;
@@ -102,6 +103,7 @@ export class CacheLifecycle implements CacheEventsPort {
     this.ctx = {
       driver: o.driver, records: o.meta, metrics: o.metrics, log: o.log, now: this.now, cache: this.cache,
       usage: this.usage, graph: this.graph, evictions: { runs: 0, blobs: 0, bytes: 0, lastRunAt: null },
+      stopping: () => this.stopping,
     };
     o.metrics.reportStorageFrom(() => ({ bytes: this.usage.bytes, blobs: this.usage.count }));
   }
@@ -136,7 +138,10 @@ export class CacheLifecycle implements CacheEventsPort {
     if (opts.timers ?? true) this.startTimers();
     this.build(true).then(
       () => this.maybeEvict(),
-      (err: unknown) => this.log.error({ err }, 'building the cache index failed; the next garbage collection rebuilds it'),
+      (err: unknown) => {
+        if (err instanceof PassStopped) this.log.info('the cache index build ended early: the server is stopping');
+        else this.log.error({ err }, 'building the cache index failed; the next garbage collection rebuilds it');
+      },
     );
   }
 
@@ -206,6 +211,9 @@ export class CacheLifecycle implements CacheEventsPort {
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.flushTimer = null;
     this.diskFull.stop();
+    // A listing still under way (the build of a large store, a GC) ends early instead of holding
+    // the shutdown for as long as the rest of the store takes to list.
+    this.stopping = true;
     await this.settled();
     this.stopped = true;
     await this.flush();

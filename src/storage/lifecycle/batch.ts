@@ -8,6 +8,13 @@
 /** Items handled between two returns to the event loop in CPU-bound loops. */
 export const YIELD_EVERY = 2048;
 
+/** A pass over the store gave up because the lifecycle is stopping (nothing was changed by it). */
+export class PassStopped extends Error {
+  constructor() {
+    super('stopped: the pass over the store ended early');
+  }
+}
+
 /** Let queued I/O callbacks and requests run (a macrotask turn, not a microtask). */
 export function yieldToLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));

@@ -29,7 +29,7 @@ const LEARN_CONCURRENCY = 8;
  */
 export async function scan(ctx: LifecycleContext, repair: boolean): Promise<number> {
   const { usage, graph, records, driver } = ctx;
-  await usage.resync(driver);
+  await usage.resync(driver, ctx.stopping);
   let missing = 0;
   const recorded = new Set<string>();
   const unknown: Digest[] = [];

@@ -127,6 +127,8 @@ export interface LifecycleContext {
   cache: CacheContentsPort | null;
   usage: UsageIndex;
   graph: ReferenceGraph;
+  /** The lifecycle is stopping: a pass still listing the store gives up (PassStopped). */
+  stopping: () => boolean;
   /** Eviction totals since start (for stats). */
   evictions: { runs: number; blobs: number; bytes: number; lastRunAt: number | null };
 }

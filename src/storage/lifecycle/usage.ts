@@ -10,7 +10,7 @@ import type { Digest } from '../../oci/reference.js';
 import type { StorageDriver } from '../driver.js';
 import type { AccessShard, MetadataStore } from '../records.js';
 import { isNoSpace } from '../space.js';
-import { Pacer } from './batch.js';
+import { Pacer, PassStopped, YIELD_EVERY } from './batch.js';
 
 export interface BlobEntry {
   /** The digest itself: the one string the index keeps for it (the graph reuses it, see intern). */
@@ -126,7 +126,7 @@ export class UsageIndex {
    * (re-checked, so a commit racing the listing is not forgotten), new ones get their commit time
    * as last access, sizes follow the store.
    */
-  async resync(driver: StorageDriver): Promise<void> {
+  async resync(driver: StorageDriver, stopping: () => boolean = () => false): Promise<void> {
     const pace = new Pacer();
     // Little held per listed blob (a set of names, flat records for new ones): at 100,000 blobs
     // a map of objects here was most of the build's peak memory.
@@ -135,6 +135,7 @@ export class UsageIndex {
     // Sizes of blobs already counted are known (immutable): the driver need not measure them again.
     const knownSize = (d: Digest): number | undefined => this.blobs.get(d)?.size;
     for await (const b of driver.listBlobs({ knownSize })) {
+      if (seen.size % YIELD_EVERY === 0 && stopping()) throw new PassStopped();
       seen.add(b.digest);
       const e = this.blobs.get(b.digest);
       if (e) e.size = b.size;
