@@ -20,7 +20,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { userInfo } from 'node:os';
 import { pino, stdSerializers, type Logger, type DestinationStream, type LoggerOptions } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+import { createRequire } from 'node:module';
 
 export const REDACT_PATHS = [
   'req.headers.authorization',
@@ -152,6 +153,8 @@ export function createLogger(options: string | LogOptions, destination?: Destina
   if (!prettyWanted(format, process.stdout.isTTY === true, destination !== undefined)) return destination ? pino(opts, destination) : pino(opts);
   if (destination) {
     // Rendered in this thread, straight into the given stream (tests, a command's stderr).
+    // Loaded here, only when pretty output is wanted (issue 16: no formatter in a JSON server's memory).
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
     return pino(opts, pretty({ ...PRETTY, colorize: false, sync: true, destination: destination as NodeJS.WritableStream }));
   }
   // pino's transport: pino-pretty in a worker thread, flushed by pino on exit.

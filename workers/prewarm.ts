@@ -15,7 +15,7 @@ import { ConfigError } from '../src/config/errors.js';
 import type { BerthConfig } from '../src/config/types.js';
 import type { Metrics } from '../src/metrics/metrics.js';
 import { keepSchedulesInStep } from '../src/queue/background.js';
-import { BullmqQueue, type PrewarmService } from '../src/queue/index.js';
+import type { BullmqQueue, PrewarmService } from '../src/queue/index.js';
 
 export interface PrewarmWorker {
   service: PrewarmService;
@@ -68,7 +68,8 @@ function listen(host: string, port: number, service: PrewarmService, metrics: Me
     if (path === '/healthz') return send(200, { status: 'ok' });
     if (path === '/readyz') {
       const queue = service.queue;
-      const ping = queue instanceof BullmqQueue ? queue.ping() : Promise.resolve(true);
+      // By kind, not instanceof: BullMQ is imported only when redis.url is set (src/queue/index.ts).
+      const ping = queue.kind === 'bullmq' ? (queue as BullmqQueue).ping() : Promise.resolve(true);
       void ping.then((ok) => send(ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', checks: { redis: { ok } } }));
       return;
     }

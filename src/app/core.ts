@@ -12,7 +12,7 @@
 import type { Logger } from 'pino';
 import type { BerthConfig } from '../config/types.js';
 import { Metrics } from '../metrics/metrics.js';
-import { createPrewarmService, type PrewarmService } from '../queue/index.js';
+import { createPrewarmService, loadBullmq, type PrewarmService } from '../queue/index.js';
 import { Cluster } from '../registry/cluster.js';
 import { MirrorService, type CacheHooks } from '../registry/mirror.js';
 import { HostedService } from '../registry/hosted-service.js';
@@ -127,7 +127,9 @@ export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOpti
       ...opts.lifecycle,
     });
   }
-  const prewarm = opts.prewarm ? createPrewarmService({ config, router, metrics, log, driver, mirror }) : null;
+  // BullMQ/ioredis are imported only with redis.url (issue 16: idle memory and start-up time).
+  const bullmq = opts.prewarm ? await loadBullmq(config) : null;
+  const prewarm = opts.prewarm ? createPrewarmService({ config, router, metrics, log, driver, mirror, bullmq }) : null;
   // Hosted repositories (issue 14): on the mirror's records and the lifecycle's hooks.
   const hosted = config.repositories.some((r) => r.mode === 'hosted')
     ? new HostedService({ config, driver, meta, metrics, log: log.child({ component: 'hosted' }), events: hooks, ...now })

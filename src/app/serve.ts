@@ -141,7 +141,9 @@ async function startBackground(core: Core): Promise<{ stop(): Promise<void> }> {
   const timers: NodeJS.Timeout[] = [];
   const stops: Array<() => void> = [];
   if (lifecycle) {
-    await lifecycle.start();
+    // The index builds while serve already answers (issue 16): pulls never wait for it; eviction,
+    // GC and purges queue behind it.
+    lifecycle.startInBackground();
     const gc = setInterval(() => {
       lifecycle.gc().catch((err: unknown) => log.error({ err }, 'garbage collection failed'));
     }, config.storage.gcInterval);

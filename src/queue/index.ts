@@ -13,13 +13,13 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { MirrorService } from '../registry/mirror.js';
 import type { Router } from '../registry/routing.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { BullmqQueue } from './bullmq.js';
+import type { BullmqQueue } from './bullmq.js';
 import { InProcessQueue } from './in-process.js';
 import { PrewarmService } from './service.js';
 import { MetaStatusStore, RedisStatusStore } from './status.js';
 
 export { PrewarmService } from './service.js';
-export { BullmqQueue } from './bullmq.js';
+export type { BullmqQueue } from './bullmq.js';
 export { QueueUnavailableError } from './transport.js';
 export { InProcessQueue } from './in-process.js';
 
@@ -30,6 +30,17 @@ export interface PrewarmWiring {
   log: Logger;
   driver: StorageDriver;
   mirror: MirrorService | null;
+  /** The BullMQ transport's class, from loadBullmq(): needed when `redis.url` is set. */
+  bullmq?: typeof BullmqQueue | null;
+}
+
+/**
+ * BullMQ and ioredis load only when a config names Redis (issue 16: together they are most of an
+ * idle server's start-up time and a good part of its memory). Call before createPrewarmService.
+ */
+export async function loadBullmq(config: BerthConfig): Promise<typeof BullmqQueue | null> {
+  if (config.redis.url === null) return null;
+  return (await import('./bullmq.js')).BullmqQueue;
 }
 
 /** The service on the transport the config asks for: BullMQ with `redis.url`, in-process without. */
@@ -37,6 +48,8 @@ export function createPrewarmService(w: PrewarmWiring): PrewarmService {
   const { config, log } = w;
   const policy = { attempts: config.prewarm.attempts, retryDelayMs: config.prewarm.retryDelay };
   if (config.redis.url !== null) {
+    const BullmqQueue = w.bullmq;
+    if (!BullmqQueue) throw new Error('redis.url is set: load the BullMQ transport first (loadBullmq)');
     const queue = new BullmqQueue({ url: config.redis.url, prefix: config.redis.prefix, policy, lockDurationMs: config.prewarm.lockDuration, log });
     const status = new RedisStatusStore(queue.producer, queue.key('status'));
     try {

@@ -37,6 +37,16 @@ export interface BlobListing {
   storedAt: number | null;
 }
 
+export interface ListBlobsOptions {
+  /**
+   * Sizes the caller already knows (blobs are immutable, so a digest's size never changes). A
+   * driver that measures each blob separately (the filesystem: one stat per file) may take the
+   * size from here instead and report `storedAt: null` for such a blob; a driver whose listing
+   * carries sizes anyway (object storage, memory) ignores it.
+   */
+  knownSize?: (digest: Digest) => number | undefined;
+}
+
 export interface SpaceInfo {
   /** Bytes an unprivileged writer can still use. */
   free: number;
@@ -91,8 +101,8 @@ export interface StorageDriver {
   /** Write a small, already verified blob (a manifest). Idempotent. */
   putBlobBuffer(digest: Digest, data: Buffer): Promise<void>;
   deleteBlob(digest: Digest): Promise<boolean>;
-  /** Every stored blob with its size. */
-  listBlobs(): AsyncIterable<BlobListing>;
+  /** Every stored blob with its size (see ListBlobsOptions for a hint that saves work). */
+  listBlobs(opts?: ListBlobsOptions): AsyncIterable<BlobListing>;
 
   getMeta(key: string): Promise<Buffer | null>;
   putMeta(key: string, value: Buffer): Promise<void>;

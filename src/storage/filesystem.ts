@@ -11,16 +11,19 @@
  * one file handle used for writes and positioned reads alike, so joined readers keep reading it
  * across the rename that commits it.
  */
-import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, access, type FileHandle } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, access, type FileHandle } from 'node:fs/promises';
+import { constants, readFile as readFileCb } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join, dirname } from 'node:path';
 import { parseDigest, type Digest } from '../oci/reference.js';
-import type { BlobListing, ByteRange, InitOptions, SpaceInfo, StagedBlob, StorageDriver } from './driver.js';
+import type { BlobListing, ByteRange, InitOptions, ListBlobsOptions, SpaceInfo, StagedBlob, StorageDriver } from './driver.js';
 
 /** 1 MiB reads: about 3× the throughput of the 64 KiB default on these machines. */
 export const READ_CHUNK = 1024 * 1024;
+
+/** Stats in flight at once while listing blobs. */
+const LIST_BATCH = 16;
 
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
@@ -41,7 +44,10 @@ export class FilesystemDriver implements StorageDriver {
     // A store in use by another process: its record temp files may be mid-rename.
     if (opts.shared) return;
     await this.sweepDeadSpools();
-    await this.sweepMetaTemps(this.metaRoot);
+    // In the background: the walk visits every record folder, which grows with the cache, and a
+    // leftover temp file is harmless meanwhile (records are read by their final names only).
+    const startedAt = Date.now() - 1000;
+    void this.sweepMetaTemps(startedAt).catch(() => undefined);
   }
 
   /** Remove spool files whose writer is gone: this host, and a pid that is ours or not alive. */
@@ -93,7 +99,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async readBlobBuffer(digest: Digest): Promise<Buffer | null> {
     try {
-      return await readFile(this.blobPath(digest));
+      return await readSmall(this.blobPath(digest));
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
@@ -133,21 +139,40 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async *listBlobs(): AsyncIterable<BlobListing> {
+  async *listBlobs(opts: ListBlobsOptions = {}): AsyncIterable<BlobListing> {
+    const known = opts.knownSize;
     for (const algorithm of await readdirSafe(this.blobRoot)) {
       for (const shard of await readdirSafe(join(this.blobRoot, algorithm))) {
-        for (const hex of await readdirSafe(join(this.blobRoot, algorithm, shard))) {
-          try {
-            const s = await stat(join(this.blobRoot, algorithm, shard, hex));
-            if (!s.isFile()) continue;
-            // The tree is an edge too: a name put there by hand is not a blob.
-            const digest = parseDigest(`${algorithm}:${hex}`);
-            if (digest) yield { digest, size: s.size, storedAt: s.mtimeMs };
-          } catch (err) {
-            if (!isNotFound(err)) throw err;
-          }
+        const dir = join(this.blobRoot, algorithm, shard);
+        const names = await readdirSafe(dir);
+        // A blob whose size the caller knows needs no stat (GC's resynchronisation knows almost
+        // all). The others go out LIST_BATCH stats at a time: one after the other, 100,000 of
+        // them took seconds of round trips to the thread pool.
+        const measure: string[] = [];
+        for (const hex of names) {
+          const digest = known ? parseDigest(`${algorithm}:${hex}`) : null;
+          const size = digest ? known?.(digest) : undefined;
+          if (digest && size !== undefined) yield { digest, size, storedAt: null };
+          else measure.push(hex);
+        }
+        for (let i = 0; i < measure.length; i += LIST_BATCH) {
+          const batch = await Promise.all(measure.slice(i, i + LIST_BATCH).map((hex) => this.listed(dir, algorithm, hex)));
+          for (const b of batch) if (b) yield b;
         }
       }
+    }
+  }
+
+  private async listed(dir: string, algorithm: string, hex: string): Promise<BlobListing | null> {
+    try {
+      const s = await stat(join(dir, hex));
+      if (!s.isFile()) return null;
+      // The tree is an edge too: a name put there by hand is not a blob.
+      const digest = parseDigest(`${algorithm}:${hex}`);
+      return digest ? { digest, size: s.size, storedAt: s.mtimeMs } : null;
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
     }
   }
 
@@ -158,7 +183,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async getMeta(key: string): Promise<Buffer | null> {
     try {
-      return await readFile(this.metaPath(key));
+      return await readSmall(this.metaPath(key));
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
@@ -190,15 +215,33 @@ export class FilesystemDriver implements StorageDriver {
 
   async *listMeta(prefix: string): AsyncIterable<string> {
     const base = prefix.replace(/\/$/, '');
-    const walk = async function* (dir: string, keyPrefix: string): AsyncIterable<string> {
-      for (const entry of await readdirSafe(dir, true)) {
-        if (typeof entry === 'string') continue;
-        const full = join(dir, entry.name);
-        if (entry.isDirectory()) yield* walk(full, `${keyPrefix}${entry.name}/`);
-        else if (entry.name.endsWith('.json')) yield `${keyPrefix}${entry.name.slice(0, -5)}`;
+    for await (const f of this.metaFiles(base ? join(this.metaRoot, base) : this.metaRoot, base ? `${base}/` : '')) {
+      if (f.name.endsWith('.json')) yield `${f.key}${f.name.slice(0, -5)}`;
+    }
+  }
+
+  /**
+   * Every file under a folder of records, breadth first, LIST_BATCH folders read at once: one
+   * tag and one link folder per repository made a walk one readdir at a time (through nested
+   * generators) take seconds at 10,000 images.
+   */
+  private async *metaFiles(top: string, topKey: string): AsyncIterable<{ dir: string; key: string; name: string }> {
+    let level: { dir: string; key: string }[] = [{ dir: top, key: topKey }];
+    while (level.length > 0) {
+      const next: { dir: string; key: string }[] = [];
+      for (let i = 0; i < level.length; i += LIST_BATCH) {
+        const batch = level.slice(i, i + LIST_BATCH);
+        const listed = await Promise.all(batch.map((d) => readdirSafe(d.dir, true)));
+        for (let j = 0; j < batch.length; j++) {
+          const { dir, key } = batch[j] as { dir: string; key: string };
+          for (const entry of listed[j] ?? []) {
+            if (entry.isDirectory()) next.push({ dir: join(dir, entry.name), key: `${key}${entry.name}/` });
+            else yield { dir, key, name: entry.name };
+          }
+        }
       }
-    };
-    yield* walk(base ? join(this.metaRoot, base) : this.metaRoot, base ? `${base}/` : '');
+      level = next;
+    }
   }
 
   /**
@@ -239,12 +282,16 @@ export class FilesystemDriver implements StorageDriver {
     return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
   }
 
-  private async sweepMetaTemps(dir: string): Promise<void> {
-    for (const entry of await readdirSafe(dir, true)) {
-      if (typeof entry === 'string') continue;
-      const full = join(dir, entry.name);
-      if (entry.isDirectory()) await this.sweepMetaTemps(full);
-      else if (entry.name.endsWith('.tmp')) await rm(full, { force: true });
+  /**
+   * Record temp files a crash left (a write goes temp → rename). Only those older than this
+   * process's start: the walk runs while this process already writes records of its own.
+   */
+  private async sweepMetaTemps(startedAt: number): Promise<void> {
+    for await (const f of this.metaFiles(this.metaRoot, '')) {
+      if (!f.name.endsWith('.tmp')) continue;
+      const path = join(f.dir, f.name);
+      const s = await stat(path).catch(() => null);
+      if (s && s.mtimeMs < startedAt) await rm(path, { force: true });
     }
   }
 }
@@ -312,6 +359,16 @@ async function writeDurable(path: string, data: Buffer): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * A whole file, through the callback API: 4-10× less time than fs/promises' readFile for the
+ * small files read here (records, manifests), measured over 10,000 manifests.
+ */
+function readSmall(path: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    readFileCb(path, (err, data) => (err ? reject(err) : resolve(data)));
+  });
 }
 
 function isNotFound(err: unknown): boolean {

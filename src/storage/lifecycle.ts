@@ -25,6 +25,7 @@ import type { CacheContentsPort, CacheEventsPort } from './ports.js';
 import type { MetadataStore } from './records.js';
 import { DiskFullMode } from './lifecycle/disk-full.js';
 import { evictPass, overHighMark, type EvictionLimits } from './lifecycle/eviction.js';
+import { PassStopped, releaseMemory } from './lifecycle/batch.js';
 import { collect, repairRecords, scan } from './lifecycle/gc.js';
 import { ReferenceGraph } from './lifecycle/graph.js';
 import { readHolds } from './lifecycle/holds.js';
@@ -43,6 +44,12 @@ export {
 export type { InventoryOptions, ManifestInventory, RepoInventory, TagInventory } from './lifecycle/inventory.js';
 export type { PurgeManyReport, RepoPurge } from './lifecycle/purge.js';
 export type { RepoRef } from './lifecycle/holds.js';
+
+/** Index size from which a pass over the store ends with a full collection (releaseMemory). */
+const RELEASE_MEMORY_FROM = 20_000;
+
+/** Uses remembered while the index builds, at most (beyond, a blob keeps its commit time). */
+const EARLY_USES_MAX = 100_000;
 
 export class CacheLifecycle implements CacheEventsPort {
   private readonly driver: StorageDriver;
@@ -67,7 +74,15 @@ export class CacheLifecycle implements CacheEventsPort {
   private evictQueued = false;
   private flushTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private stopping = false;
   private lastGc: (GcReport & { at: number }) | null = null;
+  private indexState: 'idle' | 'building' | 'ready' = 'idle';
+  private indexMs: number | null = null;
+  /** The index has counted the whole store at least once (a build or a GC succeeded). */
+  private indexComplete = false;
+  private built: Promise<number> = Promise.resolve(0);
+  /** Uses of digests the index did not know yet while it was being built (digest → when). */
+  private readonly early = new Map<Digest, number>();
 
   constructor(o: LifecycleOptions) {
     this.driver = o.driver;
@@ -84,10 +99,11 @@ export class CacheLifecycle implements CacheEventsPort {
     const space = o.space ?? (() => o.driver.space());
     this.diskFull = new DiskFullMode(space, o.metrics, o.log, this.now, o.spaceRecheck ?? LIFECYCLE_DEFAULTS.spaceRecheck);
     this.usage = new UsageIndex(o.meta, o.log, this.now, o.persistAccess ?? true, (err) => this.storageFull(err, null));
-    this.graph = new ReferenceGraph(o.driver, o.log);
+    this.graph = new ReferenceGraph(o.driver, o.log, (d) => this.usage.intern(d));
     this.ctx = {
       driver: o.driver, records: o.meta, metrics: o.metrics, log: o.log, now: this.now, cache: this.cache,
       usage: this.usage, graph: this.graph, evictions: { runs: 0, blobs: 0, bytes: 0, lastRunAt: null },
+      stopping: () => this.stopping,
     };
     o.metrics.reportStorageFrom(() => ({ bytes: this.usage.bytes, blobs: this.usage.count }));
   }
@@ -101,27 +117,93 @@ export class CacheLifecycle implements CacheEventsPort {
   /**
    * Build the index from the store, load access times, and repair records that name missing
    * content (the start-up check after a crash). `repair: false` only reports (dry runs).
+   * Resolves once the index is built; `serve` uses startInBackground instead.
    */
   async start(opts: { timers?: boolean; repair?: boolean } = {}): Promise<{ repaired: number }> {
+    const built = this.build(opts.repair ?? true);
+    if (opts.timers ?? true) this.startTimers();
+    const repaired = await built;
+    this.maybeEvict();
+    return { repaired };
+  }
+
+  /**
+   * Start building the index and return at once: pulls are served meanwhile (a hit needs only
+   * the store, never the index), uses are remembered and applied when the build ends, commits are
+   * counted as they happen. Eviction, GC and purges queue behind the build, so they only ever see
+   * the whole store. `ready()` resolves when it is done; a failed build is logged and retried by
+   * the next GC's resynchronisation.
+   */
+  startInBackground(opts: { timers?: boolean } = {}): void {
+    if (opts.timers ?? true) this.startTimers();
+    this.build(true).then(
+      () => this.maybeEvict(),
+      (err: unknown) => {
+        if (err instanceof PassStopped) this.log.info('the cache index build ended early: the server is stopping');
+        else this.log.error({ err }, 'building the cache index failed; the next garbage collection rebuilds it');
+      },
+    );
+  }
+
+  /** Resolves once the index has been built (at once when it has). */
+  ready(): Promise<void> {
+    return this.built.then(() => undefined, () => undefined);
+  }
+
+  /** Is the index built (every blob in the store counted)? */
+  get indexReady(): boolean {
+    return this.indexState === 'ready';
+  }
+
+  private build(repair: boolean): Promise<number> {
     const began = this.now();
-    const repair = opts.repair ?? true;
-    const repaired = await this.exclusive(async () => {
+    this.indexState = 'building';
+    const run = this.exclusive(async () => {
       const missing = await scan(this.ctx, repair);
       await this.usage.loadAccess();
       const holds = await readHolds(this.meta);
       const dangling = await repairRecords(this.ctx, holds, !repair);
+      this.indexState = 'ready';
+      this.indexComplete = true;
+      this.indexMs = this.now() - began;
+      this.applyEarlyUses();
+      const gcMs = await this.afterPass();
       this.log.info(
-        { blobs: this.usage.count, bytes: this.usage.bytes, manifests: this.graph.size, repairedRecords: missing + dangling, ms: this.now() - began },
+        { blobs: this.usage.count, bytes: this.usage.bytes, manifests: this.graph.size, repairedRecords: missing + dangling, ms: this.indexMs, gcMs },
         'cache index built',
       );
       return missing + dangling;
     });
-    if (opts.timers ?? true) {
-      this.flushTimer = setInterval(() => void this.flush(), this.flushInterval);
-      this.flushTimer.unref();
-    }
-    this.maybeEvict();
-    return { repaired };
+    this.built = run;
+    // Failing, the index is still usable (what it counted so far; the next GC resynchronises).
+    run.catch(() => {
+      this.indexState = 'ready';
+      this.applyEarlyUses();
+    });
+    return run;
+  }
+
+  /**
+   * After a pass over the whole store: give the heap it grew back (a full collection, only for
+   * stores big enough for it to matter). The duration in ms, or null when none ran.
+   */
+  private async afterPass(): Promise<number | null> {
+    if (this.usage.count < RELEASE_MEMORY_FROM) return null;
+    const ms = await releaseMemory();
+    return ms === null ? null : Math.round(ms);
+  }
+
+  /** Uses served while the index was being built, now that it knows every blob. */
+  private applyEarlyUses(): void {
+    const early = [...this.early];
+    this.early.clear();
+    for (const [d, at] of early) if (!this.usage.touchAt(d, at)) this.discover(d);
+  }
+
+  private startTimers(): void {
+    if (this.flushTimer) return;
+    this.flushTimer = setInterval(() => void this.flush(), this.flushInterval);
+    this.flushTimer.unref();
   }
 
   /** Stop timers, let queued work finish, write access times. */
@@ -129,6 +211,9 @@ export class CacheLifecycle implements CacheEventsPort {
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.flushTimer = null;
     this.diskFull.stop();
+    // A listing still under way (the build of a large store, a GC) ends early instead of holding
+    // the shutdown for as long as the rest of the store takes to list.
+    this.stopping = true;
     await this.settled();
     this.stopped = true;
     await this.flush();
@@ -157,6 +242,10 @@ export class CacheLifecycle implements CacheEventsPort {
 
   /** Write the access records that changed since the last flush. */
   flush(): Promise<void> {
+    // An access record is rewritten whole from the index: while the index is still being built it
+    // does not know every blob of a record yet, and rewriting would drop the others' times.
+    // After a failed build the next successful GC (a full resynchronisation) allows it again.
+    if (!this.indexComplete) return Promise.resolve();
     return this.usage.flush();
   }
 
@@ -165,7 +254,14 @@ export class CacheLifecycle implements CacheEventsPort {
   /** A blob or manifest was served: it is now the most recently used. Cheap; never throws. */
   accessed(digest: Digest): void {
     if (this.stopped) return;
-    if (!this.usage.touch(digest)) this.discover(digest);
+    if (this.usage.touch(digest)) return;
+    if (this.indexState === 'building') {
+      // Not listed yet: remembered, applied once the build has counted it (bounded: one entry per
+      // digest, and a build lists everything the store holds anyway).
+      if (this.early.size < EARLY_USES_MAX) this.early.set(digest, this.now());
+      return;
+    }
+    this.discover(digest);
   }
 
   /**
@@ -258,6 +354,7 @@ export class CacheLifecycle implements CacheEventsPort {
       pinned: { pins: pins.length, blobs: pinnedBlobs, bytes: pinnedBytes },
       evictions: { runs: ev.runs, blobs: ev.blobs, bytes: ev.bytes, lastRunAt: iso(ev.lastRunAt) },
       gc: gc ? { ...gc, at: iso(gc.at) ?? '' } : null,
+      index: { state: this.indexState, ms: this.indexMs },
       storageFull: full !== null,
       storageFullSince: iso(full?.since ?? null),
       freeBytes: full?.free ?? null,
@@ -291,8 +388,10 @@ export class CacheLifecycle implements CacheEventsPort {
       const at = this.now();
       const dryRun = opts.dryRun ?? false;
       const report = await collect(this.ctx, { dryRun, graceMs: opts.graceMs ?? this.orphanGrace, stagingStaleAfter: this.spoolStaleAfter, list: opts.list ?? false });
+      this.indexComplete = true;
       this.lastGc = { ...report, at };
       if (!dryRun) await evictPass(this.ctx, this.limits);
+      await this.afterPass();
       return report;
     });
   }
@@ -312,6 +411,7 @@ export class CacheLifecycle implements CacheEventsPort {
    * for queued passes; a pass running meanwhile may show in one repository and not another.
    */
   async inventory(repos: readonly RepoRef[], opts: InventoryOptions): Promise<RepoInventory[]> {
+    await this.ready();
     await this.graph.learned();
     return inventory(this.ctx, repos, opts);
   }

@@ -12,7 +12,7 @@ import {
   type Distribution, type FaultProxy, type BuiltImage,
 } from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
-import { MiB, blobPath, getJson, imageDigests, pullImage, settle, storedBlobs } from './lifecycle-support.js';
+import { MiB, blobPath, getJson, imageDigests, lifecycleOf, pullImage, settle, storedBlobs } from './lifecycle-support.js';
 
 let upstream: Distribution;
 let proxy: FaultProxy;
@@ -149,6 +149,8 @@ test('start-up check: records whose manifest bytes are missing are dropped, and 
   berth = null;
   await unlink(blobPath(root, imgs.x.manifestDigest)); // lost behind Berth's back
   berth = await start();
+  // The index (and with it this check) builds in the background while serve already answers.
+  await lifecycleOf(berth).ready();
   const meta = berth.services.mirror.meta;
   assert.deepEqual(await meta.listTags('docker.io', 'library/x'), [], 'the tag no longer names missing content');
   assert.equal(await meta.getManifest(imgs.x.manifestDigest), null);

@@ -11,7 +11,6 @@
  *    set, or served only on its own listener (`metrics.port`, see metrics-listener.ts).
  */
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
 import { registryError } from '../../errors.js';
 import { describeRedisError } from '../../queue/redis-errors.js';
 import { compileNetworks } from '../networks.js';
@@ -103,6 +102,8 @@ export function redisCheck(url: string, opts: { required?: boolean } = {}): Read
     name: 'redis',
     required,
     async check() {
+      // ioredis loads only when a Redis check runs (a config with redis.url): issue 16.
+      const { Redis } = await import('ioredis');
       const client = new Redis(url, {
         lazyConnect: true,
         connectTimeout: CHECK_TIMEOUT_MS,

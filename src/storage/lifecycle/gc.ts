@@ -6,6 +6,7 @@
  * are also the start-up check after a crash.
  */
 import { parseDigest, type Digest } from '../../oci/reference.js';
+import { eachLimit, Pacer } from './batch.js';
 import { readHolds, repoLost, type Holds } from './holds.js';
 import { removeBlob } from './removal.js';
 import type { GcItem, GcReport, LifecycleContext } from './types.js';
@@ -18,15 +19,20 @@ export interface GcOptions {
   list?: boolean;
 }
 
+/** Manifests read at once while learning the reference graph. */
+const LEARN_CONCURRENCY = 8;
+
 /**
- * Bring the index in line with the store: every blob with its size, every manifest record read.
- * Records whose manifest bytes are missing are dropped (`repair`) and counted.
+ * Bring the index in line with the store: every blob with its size, every manifest record read
+ * (only those the graph does not know yet: manifests are immutable). Records whose manifest bytes
+ * are missing are dropped (`repair`) and counted.
  */
 export async function scan(ctx: LifecycleContext, repair: boolean): Promise<number> {
   const { usage, graph, records, driver } = ctx;
-  await usage.resync(driver);
+  await usage.resync(driver, ctx.stopping);
   let missing = 0;
   const recorded = new Set<string>();
+  const unknown: Digest[] = [];
   for await (const raw of records.manifestDigests()) {
     recorded.add(raw);
     if (graph.has(raw)) continue;
@@ -40,8 +46,9 @@ export async function scan(ctx: LifecycleContext, repair: boolean): Promise<numb
       }
       continue;
     }
-    await graph.learn(d);
+    unknown.push(d);
   }
+  await eachLimit(unknown, LEARN_CONCURRENCY, (d) => graph.learn(d));
   for (const d of graph.digests()) {
     if (!recorded.has(d) && !(await records.getManifest(d))) graph.unlearn(d);
   }
@@ -100,11 +107,13 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
   report.records += await repairRecords(ctx, holds, dry);
 
   // Mark: what tags, links and pins hold, and everything those manifests name.
+  const pace = new Pacer();
   const live = new Set<string>(holds.pinned);
   const visited = new Set<string>();
   const stack: string[] = [...holds.tags.keys(), ...holds.links.keys(), ...holds.pinned];
   for (let d = stack.pop(); d !== undefined; d = stack.pop()) {
     if (visited.has(d)) continue;
+    await pace.tick();
     visited.add(d);
     live.add(d);
     const refs = graph.refs(d);
@@ -121,6 +130,7 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
   for (const d of graph.digests()) if (!live.has(d) && old(d)) dead.add(d);
   const keptRefs = new Set<string>();
   for (const [d, refs] of graph.entries()) {
+    await pace.tick();
     if (dead.has(d)) continue;
     for (const b of refs.blobs) keptRefs.add(b);
     for (const c of refs.children) keptRefs.add(c);
@@ -133,6 +143,7 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
     graph.unlearn(d);
   }
   for (const [d, e] of usage.entries()) {
+    await pace.tick();
     if (live.has(d) || keptRefs.has(d) || busy(d)) continue;
     if (graph.has(d) && !dead.has(d)) continue;
     if (!dead.has(d) && !old(d)) continue;

@@ -23,11 +23,11 @@ export function bump(m: Map<string, number>, k: string, by: number): void {
   else m.delete(k);
 }
 
-function digests(list: { digest: string }[]): Digest[] {
+function digests(list: { digest: string }[], intern: (d: Digest) => Digest): Digest[] {
   const out = new Set<Digest>();
   for (const x of list) {
     const d = parseDigest(x.digest);
-    if (d) out.add(d);
+    if (d) out.add(intern(d));
   }
   return [...out];
 }
@@ -43,6 +43,8 @@ export class ReferenceGraph {
   constructor(
     private readonly driver: StorageDriver,
     private readonly log: Logger,
+    /** The usage index's string for a digest it knows (one copy of each name in memory). */
+    private readonly intern: (d: Digest) => Digest = (d) => d,
   ) {}
 
   get size(): number {
@@ -101,11 +103,11 @@ export class ReferenceGraph {
     let refs: ManifestRefs;
     try {
       const m = parseManifest(bytes);
-      refs = { children: digests(m.manifests), blobs: digests(m.blobs) };
+      refs = { children: digests(m.manifests, this.intern), blobs: digests(m.blobs, this.intern) };
     } catch {
       refs = { children: [], blobs: [] };
     }
-    this.manifests.set(digest, refs);
+    this.manifests.set(this.intern(digest), refs);
     for (const b of refs.blobs) bump(this.blobRefs, b, 1);
     for (const c of refs.children) bump(this.parents, c, 1);
   }

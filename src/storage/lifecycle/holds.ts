@@ -4,7 +4,8 @@
  * link record goes. Digests here are as the records spell them (strings): the passes parse them
  * where they reach the store.
  */
-import type { MetadataStore } from '../records.js';
+import type { MetadataStore, RepoEntry } from '../records.js';
+import { eachLimit } from './batch.js';
 import { bump } from './graph.js';
 import { readHostedHolds } from './hosted.js';
 
@@ -38,22 +39,35 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
   else m.set(k, [v]);
 }
 
+/** Tag records read at once. */
+const READ_CONCURRENCY = 8;
+
 /** Tags, links and pins as the records say now. */
 export async function readHolds(records: MetadataStore): Promise<Holds> {
   const holds: Holds = { tags: new Map(), links: new Map(), repoEntries: new Map(), pinned: new Set(), pins: 0, hostedBlobs: new Set() };
+  const tags: Extract<RepoEntry, { kind: 'tag' }>[] = [];
   for await (const e of records.repoEntries()) {
     if (e.kind === 'tag') {
-      const ref: TagRef = { upstream: e.upstream, name: e.name, tag: e.tag };
-      const rec = await records.getTag(ref.upstream, ref.name, ref.tag);
-      if (!rec) continue;
-      push(holds.tags, rec.digest, ref);
-      bump(holds.repoEntries, repoId(ref), 1);
+      tags.push(e);
       continue;
     }
     const ref: RepoRef = { upstream: e.upstream, name: e.name };
     push(holds.links, e.digest, ref);
     bump(holds.repoEntries, repoId(ref), 1);
   }
+  // The tag records are read in parallel, then filed in listing order (as one by one did).
+  const read = new Array<string | null>(tags.length).fill(null);
+  await eachLimit(tags.map((_, i) => i), READ_CONCURRENCY, async (i) => {
+    const e = tags[i] as TagRef;
+    read[i] = (await records.getTag(e.upstream, e.name, e.tag))?.digest ?? null;
+  });
+  tags.forEach((e, i) => {
+    const digest = read[i];
+    if (digest === null || digest === undefined) return;
+    const ref: TagRef = { upstream: e.upstream, name: e.name, tag: e.tag };
+    push(holds.tags, digest, ref);
+    bump(holds.repoEntries, repoId(ref), 1);
+  });
   for (const { pin } of await records.listPins()) {
     holds.pins += 1;
     for (const d of pin.digests) holds.pinned.add(d);

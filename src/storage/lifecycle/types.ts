@@ -103,6 +103,11 @@ export interface CacheStats {
   pinned: { pins: number; blobs: number; bytes: number };
   evictions: { runs: number; blobs: number; bytes: number; lastRunAt: string | null };
   gc: (GcReport & { at: string }) | null;
+  /**
+   * The in-memory index of the store: `building` while serve lists the store after a start
+   * (bytes and blobs above are what it has counted so far), `ready` once every blob is counted.
+   */
+  index: { state: 'idle' | 'building' | 'ready'; ms: number | null };
   storageFull: boolean;
   storageFullSince: string | null;
   freeBytes: number | null;
@@ -122,6 +127,8 @@ export interface LifecycleContext {
   cache: CacheContentsPort | null;
   usage: UsageIndex;
   graph: ReferenceGraph;
+  /** The lifecycle is stopping: a pass still listing the store gives up (PassStopped). */
+  stopping: () => boolean;
   /** Eviction totals since start (for stats). */
   evictions: { runs: number; blobs: number; bytes: number; lastRunAt: number | null };
 }
