@@ -140,6 +140,18 @@ export const berthSchema = object({
   // networks: who may scrape /metrics (empty: any); port: serve it on its own listener instead.
   metrics: object({ enabled: boolean(true), networks: textList([]), port: nullableInteger(0, 65535) }),
   log: object({ level: oneOf(LOG_LEVELS, 'info'), format: oneOf(LOG_FORMATS, 'auto') }),
+  // --- ui (issue 15): the web UI at /ui/ (src/ui/); ui.oidc turns on the OpenID Connect login.
+  ui: object({
+    enabled: boolean(true),
+    oidc: object({
+      issuer: nullableText(),
+      clientId: nullableText(),
+      clientSecret: nullableText(),
+      scopes: textList(['openid', 'profile', 'email']),
+      rolesClaim: text('realm_access.roles'),
+    }),
+    sessionSecret: nullableText(),
+  }),
 });
 
 function prewarmSchedule(root: Readonly<Record<string, unknown>>): string {

@@ -143,4 +143,21 @@ export interface BerthConfig {
     port: number | null;
   };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'; format: 'auto' | 'json' | 'pretty' };
+  // --- ui (issue 15): the web UI at /ui/ and its OpenID Connect login (src/ui/).
+  ui: {
+    enabled: boolean;
+    /** Login with OpenID Connect (authorization code + PKCE); all null = no login (read-only UI). */
+    oidc: {
+      /** The provider's issuer URL (Keycloak: `https://kc.example.com/realms/<realm>`). */
+      issuer: string | null;
+      clientId: string | null;
+      /** Null for a public client (PKCE only). */
+      clientSecret: string | null;
+      scopes: string[];
+      /** Dotted path of the roles claim in the ID token (or access token); its entries match `role:NAME` subjects. */
+      rolesClaim: string;
+    };
+    /** Key material for the session and login cookies (at least 32 characters); required with ui.oidc. */
+    sessionSecret: string | null;
+  };
 }

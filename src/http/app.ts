@@ -27,6 +27,8 @@ import { installAdminGuard } from './admin-guard.js';
 import { installMetricsListener } from './metrics-listener.js';
 import { httpsOptions, type TlsPair } from './tls.js';
 import { clientErrorHandler, frameworkErrorHandler } from './client-errors.js';
+// --- ui (issue 15)
+import { uiRoutes } from '../ui/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -127,6 +129,8 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
   await app.register(v2Routes);
   await app.register(healthRoutes);
   await app.register(apiRoutes, { prefix: '/api/v1' });
+  // --- ui (issue 15): the web UI and its login (src/ui/).
+  if (s.config.ui.enabled) await app.register(uiRoutes, { prefix: '/ui' });
   return app;
 }
 
