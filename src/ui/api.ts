@@ -230,7 +230,7 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
       return c.ok ? (await app.mirror.meta.getManifest(c.digest)) !== null : false;
     }));
     const tags = (await inventory().detail(routed.requested, upstream.name).catch(() => null))?.tags.filter((t) => t.digest === d.digest).map((t) => t.tag) ?? [];
-    const host = app.config.http.publicUrl !== null ? new URL(app.config.http.publicUrl).host : request.host;
+    const base = new URL(app.config.http.publicUrl ?? `${request.protocol}://${request.host}`);
     const publicName = app.router.publicName(upstream.name, routed.name);
     return {
       repository: publicName,
@@ -242,7 +242,7 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
       layers: shape.layers.map((l, i) => ({ ...l, cached: cachedLayers[i] ?? false })),
       imageConfig: config,
       raw: bytes.toString('utf8'),
-      pull: pullCommands(host, upstream.name, app.router.default.name, publicName, tags[0] ?? d.digest),
+      pull: pullCommands(base.host, base.protocol === 'http:', publicName, tags[0] ?? d.digest),
     };
   });
 

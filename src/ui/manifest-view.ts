@@ -145,20 +145,16 @@ export function configView(bytes: Buffer): ConfigView | null {
   };
 }
 
-/** Pull commands for this mirror: `host` is how clients reach it (host[:port]); `repository` the client name. */
-export function pullCommands(host: string, upstream: string, defaultUpstream: string, repository: string, reference: string): Record<string, string> {
-  const sep = reference.includes(':') && reference.startsWith('sha256:') ? '@' : ':';
-  // The client name already carries a non-default upstream as its first component (`ghcr.io/org/app`).
-  const ref = `${host}/${repository}${sep}${reference}`;
-  const upstreamRef = `${upstream === 'docker.io' ? 'docker.io' : upstream}/${stripUpstream(repository, upstream, defaultUpstream)}${sep}${reference}`;
+/**
+ * Pull commands that go through this mirror: `host` is how clients reach it (host[:port]),
+ * `repository` the client name (a non-default upstream is its first component, `ghcr.io/org/app`),
+ * `plainHttp` when the mirror is reached without TLS (containerd then needs `--plain-http`).
+ */
+export function pullCommands(host: string, plainHttp: boolean, repository: string, reference: string): Record<string, string> {
+  const ref = `${host}/${repository}${/^[a-z0-9]+:[a-f0-9]{32,}$/.test(reference) ? '@' : ':'}${reference}`;
   return {
     docker: `docker pull ${ref}`,
-    podman: `podman pull ${ref}`,
-    containerd: `ctr images pull --hosts-dir /etc/containerd/certs.d ${upstreamRef}`,
+    podman: `podman pull ${plainHttp ? '--tls-verify=false ' : ''}${ref}`,
+    containerd: `ctr images pull ${plainHttp ? '--plain-http ' : ''}${ref}`,
   };
-}
-
-function stripUpstream(repository: string, upstream: string, defaultUpstream: string): string {
-  if (upstream !== defaultUpstream && repository.startsWith(`${upstream}/`)) return repository.slice(upstream.length + 1);
-  return repository;
 }
