@@ -35,6 +35,8 @@ import { uiContext } from './context.js';
 const MAX_VIEW_BYTES = 4 * 1024 * 1024;
 /** A repository page classifies at most this many tags (each reads its manifest from the store). */
 const MAX_TAGS_SHOWN = 500;
+/** An index's platform images read to size it. */
+const MAX_CHILDREN = 64;
 /** Tags or digests one delete request may name. */
 const MAX_DELETE = 200;
 
@@ -168,15 +170,30 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
     return { repositories, next: after.length > n ? (page[page.length - 1]?.repository ?? null) : null, total: policy.seesAll(principal) ? total : names.length };
   });
 
-  /** Kind and platforms of one stored manifest, read from the store (never upstream). */
-  const classify = async (digest: string, mediaType: string | null): Promise<{ kind: ManifestKind; platforms: string[]; size: number | null }> => {
+  /** A stored manifest's bytes (never from upstream); null when absent, malformed or too large to show. */
+  const stored = async (digest: string): Promise<Buffer | null> => {
     const d = checkDigest(digest);
-    if (!d.ok) return { kind: 'unknown', platforms: [], size: null };
+    if (!d.ok) return null;
     const bytes = await app.driver.readBlobBuffer(d.digest).catch(() => null);
-    if (!bytes || bytes.length > MAX_VIEW_BYTES) return { kind: 'unknown', platforms: [], size: null };
+    return bytes && bytes.length <= MAX_VIEW_BYTES ? bytes : null;
+  };
+
+  /**
+   * Kind, platforms and size of one stored manifest. An index's size is the sum of its cached
+   * platform images (config and layers), read from their manifests, up to MAX_CHILDREN of them.
+   */
+  const classify = async (digest: string, mediaType: string | null): Promise<{ kind: ManifestKind; platforms: string[]; size: number | null }> => {
+    const bytes = await stored(digest);
+    if (!bytes) return { kind: 'unknown', platforms: [], size: null };
     const shape = manifestShape(bytes, mediaType);
     const platforms = shape.platforms.map((p) => p.platform).filter((p): p is string => p !== null);
-    return { kind: shape.kind, platforms, size: shape.size };
+    if (shape.platforms.length === 0) return { kind: shape.kind, platforms, size: shape.size };
+    let size = 0;
+    for (const child of shape.platforms.slice(0, MAX_CHILDREN)) {
+      const c = await stored(child.digest);
+      size += c ? manifestShape(c, child.mediaType).size : 0;
+    }
+    return { kind: shape.kind, platforms, size };
   };
 
   app.get('/repository', async (request) => {

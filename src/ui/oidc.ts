@@ -162,10 +162,10 @@ function jwtPayload(token: string): Record<string, unknown> | undefined {
   }
 }
 
+/** The library's code and message, and its cause's message (`unexpected "state" response parameter value`). */
 function describe(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return typeof code === 'string' ? `${code}: ${err.message}` : err.message;
-  }
-  return String(err);
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  const cause = err.cause instanceof Error && err.cause.message !== err.message ? ` (${err.cause.message})` : '';
+  return `${typeof code === 'string' ? `${code}: ` : ''}${err.message}${cause}`;
 }

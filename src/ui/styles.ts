@@ -43,7 +43,7 @@ h2 { font-size: 1.05rem; margin: 1.25rem 0 .5rem; }
 .big { font-size: 1.8rem; font-weight: 700; }
 .row { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
 .bar { height: 10px; background: var(--bar-bg); border-radius: 5px; overflow: hidden; margin: .4rem 0; }
-.bar > span { display: block; height: 100%; background: var(--bar); width: 0; }
+.bar > span { display: block; height: 100%; background: var(--bar); }
 .bar.warn > span { background: var(--warn); }
 .bar.bad > span { background: var(--bad); }
 .w0{width:0}.w5{width:5%}.w10{width:10%}.w15{width:15%}.w20{width:20%}.w25{width:25%}.w30{width:30%}.w35{width:35%}.w40{width:40%}.w45{width:45%}
