@@ -28,8 +28,12 @@ export async function chromiumMissing(): Promise<string | null> {
 
 export interface TestBrowser {
   browser: Browser;
-  /** A fresh context (own cookies) with the viewport and colour scheme asked for. */
-  context(opts?: { viewport?: { width: number; height: number }; colorScheme?: 'light' | 'dark' }): Promise<BrowserContext>;
+  /**
+   * A fresh context (own cookies) with the viewport and colour scheme asked for. `intercept: false`
+   * leaves requests alone: with interception on, Playwright answers CORS preflights itself, so a
+   * test of CORS behaviour must turn it off (and then loads only loopback pages anyway).
+   */
+  context(opts?: { viewport?: { width: number; height: number }; colorScheme?: 'light' | 'dark'; intercept?: boolean }): Promise<BrowserContext>;
   /** URLs outside loopback that a page tried to load (all aborted). */
   external: string[];
   /** Console errors and page errors, with the page URL. */
@@ -48,7 +52,7 @@ export async function launchBrowser(): Promise<TestBrowser> {
     errors,
     async context(opts = {}) {
       const ctx = await browser.newContext({ viewport: opts.viewport ?? VIEWPORTS.laptop, colorScheme: opts.colorScheme ?? 'light' });
-      await ctx.route((url) => url.hostname !== '127.0.0.1' && url.hostname !== 'localhost', async (route) => {
+      if (opts.intercept !== false) await ctx.route((url) => url.hostname !== '127.0.0.1' && url.hostname !== 'localhost', async (route) => {
         external.push(route.request().url());
         await route.abort();
       });
