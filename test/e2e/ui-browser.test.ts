@@ -307,12 +307,14 @@ test('the overview: hit ratio as /metrics says, the upstream\'s last rate-limit 
   assert.match(await page.textContent('[data-test=upstreams]') ?? '', /72 \/ 100/);
 
   // A slow download: the upstream drips the 3 MiB layer; the overview shows it while it runs.
-  rig.proxy.setRules([drip(32 * 1024, 50, { match: { kind: 'blob', pathIncludes: slowLayer.digest } })]);
+  rig.proxy.setRules([drip(32 * 1024, 80, { match: { kind: 'blob', pathIncludes: slowLayer.digest } })]);
   const download = fetchBlob(rig.url, 'library/slow', slowLayer.digest);
   await page.reload();
   await page.waitForSelector('[data-test=fills] tr[data-kind=blob]', { timeout: 10_000 });
   const progress = await page.textContent('[data-test=fills] tr[data-kind=blob] [data-test=fill-progress]') ?? '';
   assert.match(progress, /of 3\.0 MiB/);
+  // The page refreshes itself: the bar moves while the upstream drips.
+  await page.waitForFunction(() => Number(document.querySelector('[data-test=fills] tr[data-kind=blob] [role=meter]')?.getAttribute('aria-valuenow') ?? 0) >= 20, undefined, { timeout: 10_000 });
   await screenshot(page, 'overview-fill');
   const got = await download;
   assert.equal(got.status, 200);
@@ -321,7 +323,7 @@ test('the overview: hit ratio as /metrics says, the upstream\'s last rate-limit 
   await page.waitForSelector('[data-test=fills-empty]', { timeout: 10_000 });
   await screenshot(page, 'overview');
   if (process.env['BERTH_UI_DOCS_SCREENSHOT'] === '1') {
-    await copyFile(join(OUT, `overview-${VIEWPORTS.laptop.width}x${VIEWPORTS.laptop.height}.png`), join('docs', 'img', 'ui-overview.png'));
+    await copyFile(join(OUT, `overview-fill-${VIEWPORTS.laptop.width}x${VIEWPORTS.laptop.height}.png`), join('docs', 'img', 'ui-overview.png'));
   }
   // Dark mode renders too.
   const dark = await tb.context({ colorScheme: 'dark' });
