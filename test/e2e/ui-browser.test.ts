@@ -22,6 +22,8 @@ import {
 } from '../helpers/index.js';
 import { startOidcProvider, type OidcProvider } from '../helpers/oidc.js';
 import { chromiumMissing, launchBrowser, VIEWPORTS, type TestBrowser } from '../helpers/browser.js';
+import { CookieSealer } from '../../src/ui/session.js';
+import type { UiSession } from '../../src/ui/context.js';
 import { imageFromLayers, pullImage, pushPullable, settle, imageDigests, type PullableImage } from '../integration/lifecycle-support.js';
 
 const OUT = process.env['BERTH_TEST_OUTPUT'] ?? join('tmp', 'test-output', 'ui');
@@ -331,6 +333,43 @@ test('the overview: hit ratio as /metrics says, the upstream\'s last rate-limit 
   await darkPage.waitForSelector('[data-test=hit-ratio-start]');
   await darkPage.screenshot({ path: join(OUT, 'overview-dark-1280x800.png') });
   await dark.close();
+  await ctx.close();
+});
+
+/** Re-seal the context's session cookie with `change` applied (the test knows ui.sessionSecret, as a replica would). */
+async function rewriteSession(ctx: BrowserContext, change: (s: UiSession) => UiSession): Promise<void> {
+  const sealer = new CookieSealer(SESSION_SECRET);
+  const cookie = (await ctx.cookies()).find((c) => c.name === 'berth_ui');
+  assert.ok(cookie, 'a session cookie');
+  const session = sealer.open<UiSession>('session', 'berth_ui', cookie.value);
+  assert.ok(session, 'the cookie opens with the configured secret');
+  const { exp: _exp, ...rest } = session;
+  await ctx.addCookies([{ ...cookie, value: sealer.seal('session', 'berth_ui', change(rest), 60_000) }]);
+}
+
+test('refresh: an expired access token is refreshed with the provider, roles follow it, and a refused refresh ends the session', async () => {
+  const ctx = await tb.context();
+  const page = await login(ctx, 'bob');
+  const me = async (): Promise<{ status: number; admin?: boolean }> => {
+    const r = await pageFetch(page, '/ui/api/me', { method: 'GET' });
+    return { status: r.status, ...(r.status === 200 ? { admin: (JSON.parse(r.text) as { admin: boolean }).admin } : {}) };
+  };
+  assert.deepEqual(await me(), { status: 200, admin: false });
+  // Keycloak now grants bob the admin role; the session learns it at its next refresh.
+  op.setRoles('bob', ['berth-admin']);
+  const tokensBefore = op.requests.filter((p) => p === '/token').length;
+  assert.deepEqual(await me(), { status: 200, admin: false }, 'no refresh before the access token expires');
+  await rewriteSession(ctx, (s) => ({ ...s, refreshAt: 0 }));
+  const before = (await ctx.cookies()).find((c) => c.name === 'berth_ui')?.value;
+  assert.deepEqual(await me(), { status: 200, admin: true }, 'refreshed: the new ID token carries the new role');
+  assert.equal(op.requests.filter((p) => p === '/token').length, tokensBefore + 1, 'one refresh_token grant');
+  assert.notEqual((await ctx.cookies()).find((c) => c.name === 'berth_ui')?.value, before, 'the renewed session was written back');
+  assert.deepEqual(await me(), { status: 200, admin: true }, 'and is not refreshed again at once');
+  // A refresh the provider refuses (a revoked or unknown refresh token) ends the session.
+  await rewriteSession(ctx, (s) => ({ ...s, refreshAt: 0, refreshToken: 'revoked' }));
+  assert.equal((await me()).status, 401);
+  assert.equal((await ctx.cookies()).some((c) => c.name === 'berth_ui'), false, 'the session cookie was cleared');
+  op.setRoles('bob', []);
   await ctx.close();
 });
 
