@@ -44,6 +44,8 @@ export interface UiApiOptions {
   policy: UiPolicy;
   hits: HitHistory;
   now: () => number;
+  /** Resolves once the store's repository index has been built (one scan, started at boot). */
+  repositoriesReady: () => Promise<unknown>;
 }
 
 function q(request: FastifyRequest, key: string): string | null {
@@ -142,21 +144,31 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
   app.get('/repositories', async (request) => {
     const { principal } = who(request);
     const raw = q(request, 'q');
-    // A plain word searches anywhere in the name; a glob is used as written.
-    const pattern = raw === null ? null : /[*?]/.test(raw) ? raw : `**${raw}**`;
-    if (pattern !== null) compilePattern(pattern);
+    // A glob is matched as written; a plain word anywhere in the name (a substring test, much
+    // cheaper than a glob over every name).
+    const glob = raw !== null && /[*?]/.test(raw);
+    const pattern = glob ? raw : null;
+    if (raw !== null && !glob) compilePattern(raw); // the same refusal for characters no name has
     const nRaw = q(request, 'n');
     const n = nRaw === null ? 50 : Number(nRaw);
     if (!Number.isInteger(n) || n < 1 || n > INVENTORY_PAGE.max) throw registryError('PAGINATION_NUMBER_INVALID', `n must be 1 to ${INVENTORY_PAGE.max}`);
     const last = q(request, 'last');
     const inv = inventory();
+    await opts.repositoriesReady();
     // Names only (cheap), filtered by what this user may see, then one page described.
     let names = await inv.select({ pattern, upstream: q(request, 'upstream') });
+    if (raw !== null && !glob) {
+      const word = raw.toLowerCase();
+      names = names.filter((r) => r.repository.toLowerCase().includes(word) || `${r.upstream}/${r.name}`.toLowerCase().includes(word));
+    }
     const total = names.length;
     if (!policy.seesAll(principal)) names = names.filter((r) => policy.canSee(principal, resource(r.upstream, r.name)));
     const after = last !== null ? names.filter((r) => r.repository > last) : names;
     const page = after.slice(0, n);
-    const described = await lifecycle().inventory(page, { tagTtl: (u) => app.router.upstream(u)?.tagTtl ?? null });
+    // One inventory call per repository, side by side: each is a few small record reads, and on a
+    // filesystem store running them one after another made a page of 50 take several times longer.
+    const tagTtl = (u: string): number | null => app.router.upstream(u)?.tagTtl ?? null;
+    const described = (await Promise.all(page.map((r) => lifecycle().inventory([r], { tagTtl })))).flat();
     const byKey = new Map(described.map((d) => [`${d.upstream}\u0000${d.name}`, d]));
     const repositories: RepositorySummary[] = page.flatMap((r) => {
       const d = byKey.get(`${r.upstream}\u0000${r.name}`);

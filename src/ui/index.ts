@@ -46,6 +46,16 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions = {}): Prom
   const hits = new HitHistory(app.metrics, now);
   await hits.start();
   app.addHook('onClose', async () => hits.stop());
+  // The repository index is built on first use by a scan of every record; start it now, off the
+  // request path, so the first Repositories page waits for (at most) this one scan, not a second.
+  let repoIndex: Promise<unknown> | null = null;
+  const repositoriesReady = (): Promise<unknown> => {
+    repoIndex ??= app.mirror.meta.repositories().catch(() => undefined);
+    return repoIndex;
+  };
+  app.addHook('onReady', async () => {
+    void repositoriesReady();
+  });
 
   const publicBase = (request: FastifyRequest): string => config.http.publicUrl ?? `${request.protocol}://${request.host}`;
   const secure = (request: FastifyRequest): boolean => publicBase(request).startsWith('https:');
@@ -165,7 +175,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions = {}): Prom
       setUiContext(request, { principal, session, csrf });
       reply.header('cache-control', 'no-store');
     });
-    await api.register(uiApiRoutes, { policy, hits, now });
+    await api.register(uiApiRoutes, { policy, hits, now, repositoriesReady });
   }, { prefix: '/api' });
 
   app.setNotFoundHandler(async (request) => {
