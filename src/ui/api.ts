@@ -103,6 +103,7 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
       admin: policy.canAdmin(principal),
       deleteEnabled: app.config.storage.deleteEnabled,
       seesAll: policy.seesAll(principal),
+      upstreams: app.config.upstreams.map((u) => u.name),
     };
   });
 
@@ -302,7 +303,7 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
       .filter((t) => chosen.has(t.tag))
       .flatMap((t) => {
         const others = detail.tags.filter((o) => o.digest === t.digest && !chosen.has(o.tag)).map((o) => o.tag);
-        const reasons = [...(others.length > 0 ? [`tag${others.length > 1 ? 's' : ''} ${others.join(', ')} still point${others.length > 1 ? '' : 's'} at it`] : []), ...(t.pinned ? ['pre-warm pins it'] : [])];
+        const reasons = [...(others.length > 0 ? [`its manifest stays: tag${others.length > 1 ? 's' : ''} ${others.join(', ')} still point${others.length > 1 ? '' : 's'} at it`] : []), ...(t.pinned ? ['its manifest stays: pre-warm pins it'] : [])];
         return reasons.length > 0 ? [{ reference: t.tag, digest: t.digest, reasons }] : [];
       });
     const unknown = refs.filter((r) => !looksLikeDigest(r) && !detail.tags.some((t) => t.tag === r));

@@ -16,6 +16,7 @@ interface Me {
   csrf: string;
   admin: boolean;
   deleteEnabled: boolean;
+  upstreams: string[];
 }
 
 let me: Me | null = null;
@@ -219,16 +220,27 @@ async function overview(): Promise<void> {
 
 async function repositories(params: URLSearchParams): Promise<void> {
   const query = params.get('q') ?? '';
+  const upstream = params.get('upstream') ?? '';
   const last = params.get('last');
   const search = new URLSearchParams({ n: '50' });
   if (query) search.set('q', query);
+  if (upstream) search.set('upstream', upstream);
   if (last) search.set('last', last);
   const page = await api<{ repositories: Json[]; next: string | null; total: number }>(`/repositories?${search.toString()}`);
   const input = h('input', { type: 'search', id: 'repo-search', name: 'q', value: query, placeholder: 'name or glob, e.g. library/*' }) as HTMLInputElement;
+  const upstreams = me?.upstreams ?? [];
+  const select = h('select', { id: 'repo-upstream', name: 'upstream' },
+    h('option', { value: '' }, 'all upstreams'),
+    ...upstreams.map((u) => h('option', { value: u, selected: u === upstream }, u))) as HTMLSelectElement;
   const form = h('form', { class: 'search', role: 'search', onsubmit: (e: Event) => {
     e.preventDefault();
-    location.hash = `#/repositories${input.value ? `?q=${encodeURIComponent(input.value)}` : ''}`;
-  } }, h('label', { for: 'repo-search', class: 'muted' }, 'Search'), input, h('button', { type: 'submit' }, 'Search'));
+    const next = new URLSearchParams();
+    if (input.value) next.set('q', input.value);
+    if (select.value) next.set('upstream', select.value);
+    location.hash = `#/repositories${next.size > 0 ? `?${next.toString()}` : ''}`;
+  } }, h('label', { for: 'repo-search', class: 'muted' }, 'Search'), input,
+  upstreams.length > 1 ? h('label', { for: 'repo-upstream', class: 'muted' }, 'Upstream') : null, upstreams.length > 1 ? select : null,
+  h('button', { type: 'submit' }, 'Search'));
   render(
     h('h1', {}, 'Repositories'),
     form,
@@ -244,7 +256,7 @@ async function repositories(params: URLSearchParams): Promise<void> {
           h('td', { class: 'hide-narrow' }, when(r['lastPulled']))))))),
     h('div', { class: 'pager' },
       last ? h('button', { type: 'button', onclick: () => history.back() }, 'Previous') : null,
-      page.next ? h('a', { class: 'button', href: `#/repositories?${new URLSearchParams({ ...(query ? { q: query } : {}), last: page.next }).toString()}` }, 'Next page') : null),
+      page.next ? h('a', { class: 'button', href: `#/repositories?${new URLSearchParams({ ...(query ? { q: query } : {}), ...(upstream ? { upstream } : {}), last: page.next }).toString()}` }, 'Next page') : null),
   );
 }
 
@@ -268,7 +280,7 @@ async function repository(name: string, params: URLSearchParams): Promise<void> 
       const panel = h('section', { class: 'card confirm', role: 'alertdialog', 'aria-labelledby': 'confirm-title', 'data-test': 'confirm' },
         h('h2', { id: 'confirm-title' }, `Delete ${refs.length} tag${refs.length > 1 ? 's' : ''} from ${String(r['repository'])}?`),
         h('ul', { class: 'list' }, ...refs.map((x) => h('li', {}, h('code', {}, x)))),
-        kept.length > 0 ? h('div', {}, h('p', {}, 'Kept although selected, because something else holds them:'),
+        kept.length > 0 ? h('div', {}, h('p', {}, 'The tags go, but content they point at stays where something else holds it:'),
           h('ul', { class: 'list', 'data-test': 'kept' }, ...kept.map((k) => h('li', {}, h('code', {}, k.reference), ` — ${k.reasons.join('; ')}`)))) : null,
         h('p', { class: 'muted' }, 'Layers that another cached image uses are always kept. The mirror fetches deleted content again on the next pull.'),
         h('div', { class: 'row' },
