@@ -108,8 +108,12 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
   });
 
   app.get('/overview', async (request) => {
-    who(request);
+    const { principal } = who(request);
     const status = app.mirror.status();
+    // A fill names its repository (manifests, tags); blobs name none. Show only what the user may see.
+    const fills = policy.seesAll(principal)
+      ? status.fills
+      : status.fills.filter((f) => f.name === null || f.upstream === null || policy.canSee(principal, resource(f.upstream, f.name)));
     const stats = app.lifecycle ? await withFreeBytes(await app.lifecycle.stats(), () => app.driver.space()) : null;
     const space = await app.driver.space().catch(() => null);
     return {
@@ -131,7 +135,7 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
         },
       })),
       reservePulls: app.config.prewarm.reservePulls,
-      fills: status.fills,
+      fills,
       storage: stats === null ? null : {
         bytes: stats.bytes, blobs: stats.blobs, manifests: stats.manifests,
         maxSize: stats.maxSize, volumeBytes: space?.total ?? null, freeBytes: stats.freeBytes,
@@ -237,10 +241,13 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
     if (!d.ok) throw registryError('DIGEST_INVALID', d.reason);
     const routed = routeVisible(request, name, q(request, 'upstream'));
     const { upstream } = routed;
-    // Shown only for a manifest this repository holds (a link, a tag, or a child of one of its indexes).
+    // Shown only for a manifest this repository holds (linked to it, or a tag of it points at it),
+    // as the registry serves a cached digest only to a repository it belongs to.
+    const detail = await inventory().detail(routed.requested, upstream.name).catch(() => null);
+    const tags = detail?.tags.filter((t) => t.digest === d.digest).map((t) => t.tag) ?? [];
     const linked = await app.mirror.meta.getLink(upstream.name, routed.name, d.digest);
+    if (!linked && tags.length === 0) throw registryError('MANIFEST_UNKNOWN', `${d.digest} is not cached for ${name}`);
     const record = await app.mirror.meta.getManifest(d.digest);
-    if (!linked && !record) throw registryError('MANIFEST_UNKNOWN', `${d.digest} is not cached for ${name}`);
     const bytes = await app.driver.readBlobBuffer(d.digest);
     if (!bytes) throw registryError('MANIFEST_UNKNOWN', `${d.digest} is not in the store`);
     if (bytes.length > MAX_VIEW_BYTES) throw registryError('MANIFEST_INVALID', 'manifest too large to show');
@@ -255,11 +262,11 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
       const c = checkDigest(l.digest);
       return c.ok ? (await app.driver.statBlob(c.digest as Digest).catch(() => null)) !== null : false;
     }));
+    // A platform links to its own page when this repository holds it too.
     const children = await Promise.all(shape.platforms.map(async (p) => {
       const c = checkDigest(p.digest);
-      return c.ok ? (await app.mirror.meta.getManifest(c.digest)) !== null : false;
+      return c.ok ? (await app.mirror.meta.getLink(upstream.name, routed.name, c.digest).catch(() => null)) !== null : false;
     }));
-    const tags = (await inventory().detail(routed.requested, upstream.name).catch(() => null))?.tags.filter((t) => t.digest === d.digest).map((t) => t.tag) ?? [];
     const base = new URL(app.config.http.publicUrl ?? `${request.protocol}://${request.host}`);
     const publicName = app.router.publicName(upstream.name, routed.name);
     return {
