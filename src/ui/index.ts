@@ -16,7 +16,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { registryError } from '../errors.js';
 import { SECURITY_HEADERS, loadAssets } from './assets.js';
 import { clearCookie, readCookies, setCookie } from './cookies.js';
-import { CSRF_HEADER, STATE_CHANGING, csrfProblem } from './csrf.js';
+import { STATE_CHANGING, csrfProblem } from './csrf.js';
 import { HitHistory } from './hit-history.js';
 import { LoginRefused, OidcLogin, type LoginState } from './oidc.js';
 import { UiPolicy, type Principal } from './principal.js';
@@ -184,7 +184,6 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions = {}): Prom
   });
 }
 
-export { CSRF_HEADER };
 
 function stripExp(v: UiSession & { exp?: number }): UiSession {
   const { exp: _exp, ...rest } = v;
