@@ -155,7 +155,7 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
     const pattern = glob ? raw : null;
     if (raw !== null && !glob) compilePattern(raw); // the same refusal for characters no name has
     const nRaw = q(request, 'n');
-    const n = nRaw === null ? 50 : Number(nRaw);
+    const n = nRaw === null ? 25 : Number(nRaw);
     if (!Number.isInteger(n) || n < 1 || n > INVENTORY_PAGE.max) throw registryError('PAGINATION_NUMBER_INVALID', `n must be 1 to ${INVENTORY_PAGE.max}`);
     const last = q(request, 'last');
     const inv = inventory();

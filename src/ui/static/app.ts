@@ -19,6 +19,9 @@ interface Me {
   upstreams: string[];
 }
 
+/** Repositories per page: the server describes only these (each is a few record reads). */
+const PAGE_SIZE = 25;
+
 let me: Me | null = null;
 let refreshTimer: number | null = null;
 
@@ -222,7 +225,7 @@ async function repositories(params: URLSearchParams): Promise<void> {
   const query = params.get('q') ?? '';
   const upstream = params.get('upstream') ?? '';
   const last = params.get('last');
-  const search = new URLSearchParams({ n: '50' });
+  const search = new URLSearchParams({ n: String(PAGE_SIZE) });
   if (query) search.set('q', query);
   if (upstream) search.set('upstream', upstream);
   if (last) search.set('last', last);
