@@ -211,10 +211,12 @@ async function overview(): Promise<void> {
         h('tbody', {}, ...fills.map((f) => {
           const done = f['bytes'] as number | null;
           const size = f['size'] as number | null;
+          // Clients joined to the download, once the fill coordinator reports them.
+          const clients = typeof f['clients'] === 'number' ? ` · ${f['clients']} client${f['clients'] === 1 ? '' : 's'}` : '';
           return h('tr', { 'data-kind': String(f['kind']) },
             h('td', {}, badge(String(f['kind'])), ' ', h('code', {}, f['kind'] === 'blob' ? shortDigest(f['reference']) : `${String(f['name'])}:${String(f['reference'])}`)),
             h('td', {}, String(f['upstream'] ?? '–')),
-            h('td', { 'data-test': 'fill-progress' }, done === null ? '–' : `${bytes(done)} of ${size === null ? '?' : bytes(size)}`, size ? bar(done! / size, 'download progress') : null),
+            h('td', { 'data-test': 'fill-progress' }, done === null ? '–' : `${bytes(done)} of ${size === null ? '?' : bytes(size)}${clients}`, size ? bar(done! / size, 'download progress') : null),
             h('td', { class: 'hide-narrow' }, when(new Date(f['startedAt'] as number).toISOString())));
         })))),
   );
