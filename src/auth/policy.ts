@@ -15,6 +15,10 @@
  * globs over `<upstream>/<repository>` as cached (`docker.io/library/alpine`). In globs `*` matches
  * any run of characters, `/` included, and `?` one character; matching ignores case. `admin` is not
  * about one repository: a rule grants it only if its repositories include `*`.
+ *
+ * Roles (issue 15, the web UI's OpenID Connect login): a subject `role:NAME` (a glob too) names
+ * anyone holding the role NAME, as the login's roles claim lists them. A username never matches a
+ * `role:` entry, and a client of the registry API (a docker-v2 token) holds no roles.
  */
 import type { PolicyRule } from '../config/types.js';
 import { denied } from './challenge.js';
@@ -30,6 +34,9 @@ export function policyResource(item: AccessItem): string {
 /** The subject name rules use for a client without a token. */
 export const ANONYMOUS = 'anonymous';
 
+/** The prefix of a rule subject that names a role rather than a user. */
+export const ROLE_PREFIX = 'role:';
+
 function globToRegExp(glob: string): RegExp {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
   return new RegExp(`^${body}$`, 'is');
@@ -39,6 +46,8 @@ interface CompiledRule {
   anonymous: boolean;
   everyone: boolean;
   subjects: RegExp[];
+  /** `role:NAME` entries, as globs over role names. */
+  roles: RegExp[];
   actions: Set<string>;
   repositories: RegExp[];
   allRepositories: boolean;
@@ -57,18 +66,23 @@ export class AccessPolicy {
     this.rules = rules.map((r) => ({
       anonymous: r.subjects.includes(ANONYMOUS),
       everyone: r.subjects.includes('*'),
-      subjects: r.subjects.filter((s) => s !== ANONYMOUS && s !== '*').map(globToRegExp),
+      subjects: r.subjects.filter((s) => s !== ANONYMOUS && s !== '*' && !s.startsWith(ROLE_PREFIX)).map(globToRegExp),
+      roles: r.subjects.filter((s) => s.startsWith(ROLE_PREFIX)).map((s) => globToRegExp(s.slice(ROLE_PREFIX.length))),
       actions: new Set(r.actions),
       repositories: r.repositories.map(globToRegExp),
       allRepositories: r.repositories.includes('*'),
     }));
   }
 
-  /** May `subject` (null = anonymous) do `action` on `resource` (`<upstream>/<name>`; ignored for admin)? */
-  allows(subject: string | null, action: PolicyAction, resource: string | null): boolean {
+  /**
+   * May `subject` (null = anonymous) do `action` on `resource` (`<upstream>/<name>`; ignored for
+   * admin)? `roles`: the roles the subject holds (UI logins), matched by `role:NAME` entries.
+   */
+  allows(subject: string | null, action: PolicyAction, resource: string | null, roles: readonly string[] = []): boolean {
     return this.rules.some((rule) => {
       if (!(rule.actions.has(action) || rule.actions.has('*'))) return false;
-      const who = rule.everyone || (subject === null ? rule.anonymous : rule.subjects.some((re) => re.test(subject)));
+      const byRole = subject !== null && rule.roles.some((re) => roles.some((role) => re.test(role)));
+      const who = rule.everyone || byRole || (subject === null ? rule.anonymous : rule.subjects.some((re) => re.test(subject)));
       if (!who) return false;
       if (action === 'admin') return rule.allRepositories;
       return resource !== null && rule.repositories.some((re) => re.test(resource));

@@ -176,6 +176,18 @@ export const berthSchema = object({
   // Hosted repositories (issue 14): default, none; everything is mirrored.
   repositories: list(repositoryRuleSchema),
   hosted: hostedSchema,
+  // --- ui (issue 15): the web UI at /ui/ (src/ui/); ui.oidc turns on the OpenID Connect login.
+  ui: object({
+    enabled: boolean(true),
+    oidc: object({
+      issuer: nullableText(),
+      clientId: nullableText(),
+      clientSecret: nullableText(),
+      scopes: textList(['openid', 'profile', 'email']),
+      rolesClaim: text('realm_access.roles'),
+    }),
+    sessionSecret: nullableText(),
+  }),
 });
 
 function prewarmSchedule(root: Readonly<Record<string, unknown>>): string {

@@ -184,6 +184,23 @@ export interface BerthConfig {
     /** Tag globs that may not be moved once pushed. */
     immutableTags: string[];
   };
+  // --- ui (issue 15): the web UI at /ui/ and its OpenID Connect login (src/ui/).
+  ui: {
+    enabled: boolean;
+    /** Login with OpenID Connect (authorization code + PKCE); all null = no login (read-only UI). */
+    oidc: {
+      /** The provider's issuer URL (Keycloak: `https://kc.example.com/realms/<realm>`). */
+      issuer: string | null;
+      clientId: string | null;
+      /** Null for a public client (PKCE only). */
+      clientSecret: string | null;
+      scopes: string[];
+      /** Dotted path of the roles claim in the ID token (or access token); its entries match `role:NAME` subjects. */
+      rolesClaim: string;
+    };
+    /** Key material for the session and login cookies (at least 32 characters); required with ui.oidc. */
+    sessionSecret: string | null;
+  };
 }
 
 /** One `repositories` rule: a glob over the repository name as the client sends it. */

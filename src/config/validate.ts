@@ -94,6 +94,33 @@ export function validate(cfg: BerthConfig): void {
     checkCron(image.schedule, `${key}.schedule`);
   });
   // log.level and storage.driver need no check here: their schema enums refuse anything else.
+  validateUi(cfg);
+}
+
+// --- ui (issue 15)
+/** Shortest ui.sessionSecret accepted: the cookie keys are derived from it (src/ui/session.ts). */
+export const UI_SESSION_SECRET_MIN = 32;
+
+function validateUi(cfg: BerthConfig): void {
+  const { oidc } = cfg.ui;
+  if (oidc.issuer === null) {
+    if (oidc.clientId !== null || oidc.clientSecret !== null) {
+      throw new ConfigError('ui.oidc.issuer', 'required when ui.oidc.clientId or clientSecret is set (the OpenID provider, e.g. https://kc.example.com/realms/<realm>)');
+    }
+  } else {
+    oidc.issuer = httpUrl(oidc.issuer, 'ui.oidc.issuer');
+    if (oidc.clientId === null) throw new ConfigError('ui.oidc.clientId', 'required when ui.oidc.issuer is set (the client created for Berth at the provider)');
+    if (!oidc.scopes.includes('openid')) throw new ConfigError('ui.oidc.scopes', 'must include "openid" (an OpenID Connect login needs it)');
+    if (cfg.ui.sessionSecret === null) {
+      throw new ConfigError('ui.sessionSecret', `required when ui.oidc is set (at least ${UI_SESSION_SECRET_MIN} random characters; it keys the login cookies, and every replica needs the same)`);
+    }
+  }
+  if (!/^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/.test(oidc.rolesClaim)) {
+    throw ConfigError.expected('ui.oidc.rolesClaim', 'a dotted claim path like "realm_access.roles"', oidc.rolesClaim);
+  }
+  if (cfg.ui.sessionSecret !== null && cfg.ui.sessionSecret.length < UI_SESSION_SECRET_MIN) {
+    throw new ConfigError('ui.sessionSecret', `must be at least ${UI_SESSION_SECRET_MIN} characters, got ${cfg.ui.sessionSecret.length}`);
+  }
 }
 
 /** storage.s3: what the S3 driver needs when it is chosen, and URLs that parse whenever set. */

@@ -29,6 +29,8 @@ import { installMetricsListener } from './metrics-listener.js';
 import { httpsOptions, type TlsPair } from './tls.js';
 import { clientErrorHandler, frameworkErrorHandler } from './client-errors.js';
 import { clusterRoutes, type ClusterRouteOptions } from './routes/cluster.js';
+// --- ui (issue 15)
+import { uiRoutes } from '../ui/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -137,6 +139,8 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(apiRoutes, { prefix: '/api/v1' });
   if (s.clusterFills) await app.register(clusterRoutes(s.clusterFills));
+  // --- ui (issue 15): the web UI and its login (src/ui/).
+  if (s.config.ui.enabled) await app.register(uiRoutes, { prefix: '/ui' });
   return app;
 }
 
