@@ -99,6 +99,7 @@ export async function buildCore(config: BerthConfig, log: Logger, opts: CoreOpti
     stored: (d, size, kind) => lifecycle?.stored(d, size, kind),
     storageFull: (err, needed) => lifecycle?.storageFull(err, needed),
     canStore: () => lifecycle?.canStore() ?? true,
+    removalsDone: async (digests) => lifecycle?.removalsDone(digests),
   };
   const wantLifecycle = opts.lifecycle !== undefined && opts.lifecycle !== false;
   // Replicas (src/registry/cluster.ts): with redis.url, tag checks, rate limits and removals are

@@ -39,7 +39,7 @@ export interface HostedServiceOptions {
   meta: MetadataStore;
   metrics: UploadMetrics;
   log: Logger;
-  events?: Pick<CacheEventsPort, 'accessed' | 'stored'>;
+  events?: Pick<CacheEventsPort, 'accessed' | 'stored' | 'removalsDone'>;
   now?: () => number;
 }
 

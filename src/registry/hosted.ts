@@ -37,7 +37,7 @@ export interface HostedOptions {
   hosted: BerthConfig['hosted'];
   metrics: UploadMetrics;
   log: Logger;
-  events?: Pick<CacheEventsPort, 'accessed' | 'stored'>;
+  events?: Pick<CacheEventsPort, 'accessed' | 'stored' | 'removalsDone'>;
   now?: () => number;
 }
 
@@ -200,11 +200,19 @@ export class HostedRegistry implements Repository {
     await this.records.putManifest(name, digest, { mediaType: v.mediaType, size: bytes.length, linkedAt: at, ...(subject ? { subject } : {}) });
     if (subject) await this.records.putReferrer(name, subject, digest, referrerRecord(v.mediaType, bytes.length, doc));
     for (const tag of tags) await this.records.putTag(name, tag, { digest, pushedAt: at });
-    // A GC pass that had already decided on one of these blobs (unreferenced and past the grace
-    // period) before this push touched it may have removed it meanwhile: then the push fails
-    // as if the blob had never been there, and nothing it wrote stays.
-    for (const d of refs) {
-      if (await this.o.driver.statBlob(d)) continue;
+    // A GC pass that read the holds before these records were written, and found this manifest
+    // or one of its blobs unreferenced and past the grace period, may have removed it meanwhile.
+    // Marked used now (a pass spares what was used since it began), and once any removal GC had
+    // already started has ended, each is checked: one that is gone fails the push as if it had
+    // never been there, and nothing the push wrote stays.
+    const all = [digest, ...refs];
+    for (const d of all) this.o.events?.accessed(d);
+    await this.o.events?.removalsDone?.(all);
+    for (const d of all) {
+      const present = d === digest
+        ? (await this.o.meta.getManifest(digest)) !== null && (await this.o.driver.statBlob(digest)) !== null
+        : (await this.o.driver.statBlob(d)) !== null;
+      if (present) continue;
       for (const tag of tags) {
         const t = await this.records.getTag(name, tag);
         if (t?.digest === digest) await this.records.deleteTag(name, tag);

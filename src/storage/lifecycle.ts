@@ -104,6 +104,7 @@ export class CacheLifecycle implements CacheEventsPort {
       driver: o.driver, records: o.meta, metrics: o.metrics, log: o.log, now: this.now, cache: this.cache,
       usage: this.usage, graph: this.graph, evictions: { runs: 0, blobs: 0, bytes: 0, lastRunAt: null },
       stopping: () => this.stopping,
+      removing: new Map(),
     };
     o.metrics.reportStorageFrom(() => ({ bytes: this.usage.bytes, blobs: this.usage.count }));
   }
@@ -293,6 +294,15 @@ export class CacheLifecycle implements CacheEventsPort {
         this.discovering.delete(digest);
         this.maybeEvict();
       });
+  }
+
+  /**
+   * Resolves once no removal of these digests is in flight. A writer that marks content used
+   * (`accessed`) and then checks it is still stored calls this in between, so a GC pass that
+   * decided on the content a moment before the mark has finished removing it when it looks.
+   */
+  async removalsDone(digests: readonly Digest[]): Promise<void> {
+    await Promise.all(digests.map((d) => this.ctx.removing.get(d)));
   }
 
   /** A blob or manifest was committed. Cheap; the manifest is read and eviction runs off the request path. */

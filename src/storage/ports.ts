@@ -24,6 +24,11 @@ export interface CacheEventsPort {
   storageFull(err: Error, needed: number | null): void;
   /** May a blob miss be cached now? false (disk full) → stream it through uncached. */
   canStore(): boolean;
+  /**
+   * Resolves once no removal of these digests is in flight (a GC pass may have decided on them
+   * just before they were marked used): a writer checks they are still stored after this.
+   */
+  removalsDone?(digests: readonly Digest[]): Promise<void>;
 }
 
 export interface CacheContentsPort {

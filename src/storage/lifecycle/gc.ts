@@ -121,8 +121,20 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
     for (const b of refs.blobs) live.add(b);
     stack.push(...refs.children);
   }
-  const cutoff = ctx.now() - o.graceMs;
+  // Anything used since this pass began is young, whatever the grace period: a push that wrote its
+  // records after readHolds marks its content used, and the checks below see that mark.
+  const cutoff = Math.min(ctx.now() - o.graceMs, began);
   const old = (d: string) => (usage.get(d)?.access ?? 0) < cutoff;
+  /** Run a removal, registered (synchronously, right after the last check) until it ends. */
+  const removing = async (d: string, work: () => Promise<void>): Promise<void> => {
+    const p = work();
+    ctx.removing.set(d, p.catch(() => undefined));
+    try {
+      await p;
+    } finally {
+      ctx.removing.delete(d);
+    }
+  };
   const busy = (d: string) => ctx.cache?.filling(d) ?? false;
 
   // Sweep: unheld manifests (records first, bytes below), then blobs nothing kept names.
@@ -136,11 +148,18 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
     for (const c of refs.children) keptRefs.add(c);
   }
   for (const d of dead) {
+    // Checked again at the moment of removal: a push may have marked it used since.
+    if (!dry && !old(d)) {
+      dead.delete(d);
+      continue;
+    }
     report.manifests += 1;
     if (dry) continue;
-    await records.deleteManifest(d);
-    ctx.cache?.forget(d);
-    graph.unlearn(d);
+    await removing(d, async () => {
+      await records.deleteManifest(d);
+      ctx.cache?.forget(d);
+      graph.unlearn(d);
+    });
   }
   for (const [d, e] of usage.entries()) {
     await pace.tick();
@@ -152,7 +171,9 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
       report.bytes += e.size;
       items.push({ digest: d, kind: dead.has(d as Digest) ? 'manifest' : 'blob', bytes: e.size });
     } else {
-      await removeBlob(ctx, d, 'gc', report);
+      // Checked again at the moment of removal (a push may have marked it used since).
+      if (!old(d)) continue;
+      await removing(d, () => removeBlob(ctx, d, 'gc', report));
     }
   }
   const s = await ctx.driver.sweepStaging(o.stagingStaleAfter, dry);

@@ -131,4 +131,9 @@ export interface LifecycleContext {
   stopping: () => boolean;
   /** Eviction totals since start (for stats). */
   evictions: { runs: number; blobs: number; bytes: number; lastRunAt: number | null };
+  /**
+   * Removals GC has decided on and not finished, by digest: a writer that has just marked a
+   * digest used waits for these before it checks the content is still there (`removalsDone`).
+   */
+  removing: Map<string, Promise<void>>;
 }
