@@ -7,6 +7,7 @@
  */
 import { parseDigest, type Digest } from '../../oci/reference.js';
 import { readHolds, repoLost, type Holds } from './holds.js';
+import { HostedLinkSweep } from './hosted.js';
 import { removeBlob } from './removal.js';
 import type { GcItem, GcReport, LifecycleContext } from './types.js';
 
@@ -132,18 +133,22 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
     ctx.cache?.forget(d);
     graph.unlearn(d);
   }
+  // Hosted blob links (hosted.ts): a fresh one keeps its blob; the rest go with the bytes.
+  const hostedLinks = await HostedLinkSweep.read(records.hosted, cutoff, async (d) => usage.has(d) || (await ctx.driver.statBlob(d as Digest)) !== null);
   for (const [d, e] of usage.entries()) {
     if (live.has(d) || keptRefs.has(d) || busy(d)) continue;
     if (graph.has(d) && !dead.has(d)) continue;
     if (!dead.has(d) && !old(d)) continue;
+    if (!(await hostedLinks.mayRemove(d))) continue;
     if (dry) {
       report.blobs += 1;
       report.bytes += e.size;
       items.push({ digest: d, kind: dead.has(d as Digest) ? 'manifest' : 'blob', bytes: e.size });
     } else {
-      await removeBlob(ctx, d, 'gc', report);
+      await hostedLinks.remove(d, () => removeBlob(ctx, d, 'gc', report));
     }
   }
+  report.records += await hostedLinks.repair(dry);
   const s = await ctx.driver.sweepStaging(o.stagingStaleAfter, dry);
   report.spoolFiles = s.files;
   report.spoolBytes = s.bytes;
