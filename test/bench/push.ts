@@ -56,6 +56,10 @@ const USAGE = `usage: npm run bench -- --push [--rounds N] [--blob-mib N] [--lay
 `;
 
 function parseArgs(argv: string[]): PushOptions & { out: string } {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
   const o = { rounds: 3, blobBytes: 256 * MiB, layerBytes: 16 * MiB, concurrent: 8, concBytes: 64 * MiB, out: 'dist/bench/push.md' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
