@@ -29,6 +29,7 @@ import { installMetricsListener } from './metrics-listener.js';
 import { httpsOptions, type TlsPair } from './tls.js';
 import { clientErrorHandler, frameworkErrorHandler } from './client-errors.js';
 import { clusterRoutes, type ClusterRouteOptions } from './routes/cluster.js';
+import { clusterUploadRoutes } from './routes/cluster-uploads.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -137,6 +138,8 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(apiRoutes, { prefix: '/api/v1' });
   if (s.clusterFills) await app.register(clusterRoutes(s.clusterFills));
+  // Replicas with hosted repositories: upload sessions held here, for the other replicas (cluster-uploads.ts).
+  if (s.hosted?.forwarder && s.config.cluster.secret !== null) await app.register(clusterUploadRoutes({ hosted: s.hosted, secret: s.config.cluster.secret }));
   return app;
 }
 
