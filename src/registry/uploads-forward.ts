@@ -117,6 +117,10 @@ export class UploadForwarder {
       res.body.destroy();
       throw registryError('BLOB_UPLOAD_INVALID', `the replica at ${owner} holding the upload answered ${res.statusCode} but its answer broke off (${(err as Error).message})`, { detail: { uuid: f.id } });
     }
+    if (res.statusCode === 401) {
+      // The owner refused this replica's secret: a configuration fault, not the client's.
+      throw registryError('UNAVAILABLE', `the replica at ${owner} holding the upload refused this replica's cluster.secret (every replica needs the same one)`, { detail: { uuid: f.id } });
+    }
     const out: Record<string, string> = {};
     for (const h of RELAYED) {
       const v = res.headers[h];
