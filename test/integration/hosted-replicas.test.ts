@@ -7,6 +7,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import { digestOf, seededBytes } from '../helpers/index.js';
@@ -138,6 +141,36 @@ test('a wrong digest on the forwarded PUT is DIGEST_INVALID and stores nothing; 
   const gone = await request(`${a.url}${second}`);
   assert.equal(gone.statusCode, 404);
   assert.equal((await errorOf(gone)).code, 'BLOB_UPLOAD_UNKNOWN');
+});
+
+test('a client breaking off a PATCH sent to the other replica: the owner drops the session, nothing is staged or stored', async () => {
+  const [a, b] = cluster.replicas;
+  assert.ok(a && b);
+  const location = await start(a.url, 'ci/cut');
+  const sent = seededBytes('replica-cut', 300_000);
+  await new Promise<void>((resolve, reject) => {
+    const sock = connect(Number(new URL(b.url).port), '127.0.0.1', () => {
+      sock.write(`PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n`);
+      sock.write(sent, () => setTimeout(() => {
+        sock.destroy();
+        resolve();
+      }, 300));
+    });
+    sock.on('error', reject);
+  });
+  // The owner sees the forwarded body break off and drops the session with its staged bytes.
+  let status = 0;
+  for (let i = 0; i < 50; i++) {
+    const r = await request(`${a.url}${location}`);
+    await r.body.dump();
+    status = r.statusCode;
+    if (status === 404) break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.equal(status, 404);
+  assert.ok(!(await cluster.store.blobs()).some((x) => x.digest === digestOf(sent)));
+  // Every earlier session here ended (committed, refused or cancelled): nothing is left staged.
+  assert.deepEqual(await readdir(join(String(cluster.store.config['root']), 'spool')).catch(() => []), []);
 });
 
 test('the internal upload endpoint refuses a request without the cluster secret', async () => {
