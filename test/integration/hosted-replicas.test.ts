@@ -65,10 +65,10 @@ test('a chunked upload started on A continues on B and A in turn, and commits on
   const location = await start(a.url, 'ci/app');
   const id = location.slice(location.lastIndexOf('/') + 1);
 
-  // Chunk 1 on B, with Content-Range: B does not hold the session and passes it on.
+  // Chunk 1 on B, streamed (no Content-Length, no Content-Range), as dockerd sends: B does not
+  // hold the session and passes it on, the body streamed through.
   const p1 = await request(`${b.url}${location}`, {
-    method: 'PATCH', body: c1,
-    headers: { 'content-type': 'application/octet-stream', 'content-range': `0-${c1.length - 1}`, 'content-length': String(c1.length) },
+    method: 'PATCH', body: Readable.from([c1.subarray(0, 400_000), c1.subarray(400_000)]), headers: { 'content-type': 'application/octet-stream' },
   });
   await p1.body.dump();
   assert.equal(p1.statusCode, 202);
@@ -89,9 +89,11 @@ test('a chunked upload started on A continues on B and A in turn, and commits on
   assert.equal(header(bad.headers, 'range'), `0-${c1.length - 1}`);
   assert.equal((await errorOf(bad)).code, 'BLOB_UPLOAD_INVALID');
 
-  // Chunk 2 on A, streamed (no Content-Length, no Content-Range), as dockerd sends.
-  const chunks = [c2.subarray(0, 300_000), c2.subarray(300_000)];
-  const p2 = await request(`${a.url}${location}`, { method: 'PATCH', body: Readable.from(chunks), headers: { 'content-type': 'application/octet-stream' } });
+  // Chunk 2 on A, the owner, with Content-Range.
+  const p2 = await request(`${a.url}${location}`, {
+    method: 'PATCH', body: c2,
+    headers: { 'content-type': 'application/octet-stream', 'content-range': `${c1.length}-${c1.length + c2.length - 1}`, 'content-length': String(c2.length) },
+  });
   await p2.body.dump();
   assert.equal(p2.statusCode, 202);
   assert.equal(header(p2.headers, 'range'), `0-${c1.length + c2.length - 1}`);
