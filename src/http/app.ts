@@ -31,6 +31,7 @@ import { clientErrorHandler, frameworkErrorHandler } from './client-errors.js';
 import { clusterRoutes, type ClusterRouteOptions } from './routes/cluster.js';
 // --- ui (issue 15)
 import { uiRoutes } from '../ui/index.js';
+import { clusterUploadRoutes } from './routes/cluster-uploads.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -141,6 +142,8 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
   if (s.clusterFills) await app.register(clusterRoutes(s.clusterFills));
   // --- ui (issue 15): the web UI and its login (src/ui/).
   if (s.config.ui.enabled) await app.register(uiRoutes, { prefix: '/ui' });
+  // Replicas with hosted repositories: upload sessions held here, for the other replicas (cluster-uploads.ts).
+  if (s.hosted?.forwarder && s.config.cluster.secret !== null) await app.register(clusterUploadRoutes({ hosted: s.hosted, secret: s.config.cluster.secret }));
   return app;
 }
 

@@ -18,6 +18,7 @@ import { RepositoryRules } from './hosted-rules.js';
 import type { CatalogSource, Repository, RepositoryResolver } from './repository.js';
 import type { Routed } from './routing.js';
 import type { UploadMetrics } from './uploads.js';
+import { UploadForwarder } from './uploads-forward.js';
 
 /**
  * The upstream a hosted name routes to: none. A sentinel (its name is no valid host, so it cannot
@@ -46,14 +47,22 @@ export interface HostedServiceOptions {
 export class HostedService {
   readonly rules: RepositoryRules;
   readonly registry: HostedRegistry;
+  /**
+   * Replicas (cluster.advertiseUrl and cluster.secret): passes requests for upload sessions
+   * another replica holds on to it (uploads-forward.ts). Null for a single process.
+   */
+  readonly forwarder: UploadForwarder | null;
   private readonly ownHosts = new Set<string>();
 
   constructor(o: HostedServiceOptions) {
     this.rules = new RepositoryRules(o.config.repositories);
+    const { advertiseUrl, secret } = o.config.cluster;
+    const replicated = advertiseUrl !== null && secret !== null;
     this.registry = new HostedRegistry({
       driver: o.driver, meta: o.meta, records: o.meta.hosted, hosted: o.config.hosted, metrics: o.metrics, log: o.log,
-      ...(o.events ? { events: o.events } : {}), ...(o.now ? { now: o.now } : {}),
+      ...(o.events ? { events: o.events } : {}), ...(o.now ? { now: o.now } : {}), uploadOwner: replicated ? advertiseUrl : null,
     });
+    this.forwarder = replicated ? new UploadForwarder({ secret }) : null;
     if (o.config.http.publicUrl) {
       try {
         this.ownHosts.add(new URL(o.config.http.publicUrl).host.toLowerCase());
@@ -86,7 +95,8 @@ export class HostedService {
     };
   }
 
-  close(): Promise<void> {
-    return this.registry.uploads.close();
+  async close(): Promise<void> {
+    await this.registry.uploads.close();
+    await this.forwarder?.close();
   }
 }

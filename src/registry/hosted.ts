@@ -39,6 +39,8 @@ export interface HostedOptions {
   log: Logger;
   events?: Pick<CacheEventsPort, 'accessed' | 'stored' | 'removalsDone'>;
   now?: () => number;
+  /** This replica's cluster.advertiseUrl: upload sessions name it as their owner. */
+  uploadOwner?: string | null;
 }
 
 /** What a manifest PUT stored. */
@@ -73,7 +75,7 @@ export class HostedRegistry implements Repository {
     this.immutable = new TagGlobs(o.hosted.immutableTags);
     this.uploads = new Uploads({
       driver: o.driver, records: o.records, ttl: o.hosted.uploadTtl, metrics: o.metrics, log: o.log,
-      ...(o.events ? { events: o.events } : {}), ...(o.now ? { now: o.now } : {}),
+      ...(o.events ? { events: o.events } : {}), ...(o.now ? { now: o.now } : {}), owner: o.uploadOwner ?? null,
     });
   }
 

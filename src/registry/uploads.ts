@@ -8,10 +8,11 @@
  * them, so nothing half-written is ever a blob.
  *
  * Sessions live in this process (the staged bytes are held open by it) and each is also written
- * as a record (`uploads/<id>`, src/storage/records.ts), so an operator and GC can see them and a
- * later driver that can reopen staged bytes could continue one on another replica. A session not
- * written to for `hosted.uploadTtl` expires: its staged bytes are discarded and its record goes.
- * One request writes a session at a time; a second one meanwhile is refused.
+ * as a record (`uploads/<id>`, src/storage/records.ts) naming its owner (this replica's
+ * cluster.advertiseUrl, when set), so an operator and GC can see them and another replica can
+ * forward a request for the session to its owner (uploads-forward.ts). A session not written to
+ * for `hosted.uploadTtl` expires: its staged bytes are discarded and its record goes. One request
+ * writes a session at a time; a second one meanwhile is refused.
  *
  * Imports: storage seam and records, oci/, errors. Never Fastify.
  */
@@ -46,6 +47,8 @@ export interface UploadsOptions {
   log: Logger;
   events?: Pick<CacheEventsPort, 'stored'>;
   now?: () => number;
+  /** This replica's cluster.advertiseUrl: written into each session's record as its owner. */
+  owner?: string | null;
 }
 
 /** Where an upload stands: its id, repository and the bytes received so far. */
@@ -101,6 +104,11 @@ export class Uploads {
     return this.sessions.size;
   }
 
+  /** Does this process hold session `id` (its staged bytes)? */
+  holds(id: string): boolean {
+    return this.sessions.has(id);
+  }
+
   /** Open a session for `name`. */
   async begin(name: string): Promise<UploadState> {
     this.start();
@@ -110,12 +118,23 @@ export class Uploads {
     this.sessions.set(s.id, s);
     this.o.metrics.uploadsInProgress.inc();
     try {
-      await this.o.records.putUpload(s.id, { name, startedAt: at, touchedAt: at, offset: 0 });
+      await this.o.records.putUpload(s.id, { name, startedAt: at, touchedAt: at, offset: 0, ...this.ownerField() });
     } catch (err) {
       await this.drop(s);
       throw err;
     }
     return this.state(s);
+  }
+
+  /**
+   * The replica holding session `id` of `name` when it is another one (its advertised URL, from
+   * the session's record); null when this process holds it, or no other replica claims it.
+   */
+  async remoteOwner(name: string, id: string): Promise<string | null> {
+    if (this.sessions.has(id)) return null;
+    const rec = await this.o.records.getUpload(id).catch(() => null);
+    if (!rec || rec.name !== name || rec.owner === undefined || rec.owner === (this.o.owner ?? null)) return null;
+    return rec.owner;
   }
 
   /** Where an upload stands (GET on the session). */
@@ -192,9 +211,11 @@ export class Uploads {
     const s = this.sessions.get(id);
     if (!s || s.name !== name) {
       const rec = s ? null : await this.o.records.getUpload(id).catch(() => null);
-      const why = rec && rec.name === name
-        ? 'the upload was started by another process (a restart or another replica); start it again'
-        : 'no such upload in this repository';
+      const why = !rec || rec.name !== name
+        ? 'no such upload in this repository'
+        : rec.owner !== undefined && rec.owner === (this.o.owner ?? null)
+          ? 'the upload was started before this replica restarted, and its staged bytes went with the old process; start it again'
+          : 'the upload was started by another process (a restart, or a replica without cluster.advertiseUrl); start it again';
       throw registryError('BLOB_UPLOAD_UNKNOWN', why, { detail: { uuid: id } });
     }
     if (s.touchedAt < this.now() - this.o.ttl && !s.busy) {
@@ -302,7 +323,11 @@ export class Uploads {
   }
 
   private async persist(s: Session): Promise<void> {
-    await this.o.records.putUpload(s.id, { name: s.name, startedAt: s.startedAt, touchedAt: s.touchedAt, offset: s.offset });
+    await this.o.records.putUpload(s.id, { name: s.name, startedAt: s.startedAt, touchedAt: s.touchedAt, offset: s.offset, ...this.ownerField() });
+  }
+
+  private ownerField(): { owner?: string } {
+    return this.o.owner ? { owner: this.o.owner } : {};
   }
 
   /** Discard the staged bytes and forget the session. */

@@ -330,6 +330,8 @@ export interface UploadRecord {
   touchedAt: number;
   /** Bytes received so far. */
   offset: number;
+  /** The replica holding the staged bytes (its cluster.advertiseUrl); other replicas forward to it. */
+  owner?: string;
 }
 
 /** Every hosted tag and manifest link, as the lifecycle's holds read them. */

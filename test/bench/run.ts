@@ -2,10 +2,11 @@
 // on loopback, in one run, targets alternating round by round. See docs/benchmarks.md.
 //
 //   node dist/test/bench/run.js [--quick] [--rounds N] [--blob-mib N] [--link-mib-s N]
-//                               [--only cold,blob,manifest] [--no-direct] [--out FILE]
+//                               [--only cold,blob,manifest,push] [--no-direct] [--out FILE]
 //   node dist/test/bench/run.js --soak [--seconds N] [--connections N] [--cold N]   (soak.ts)
 //   node dist/test/bench/run.js --s3 [--rounds N] [--blob-mib N] [--seconds N]     (s3.ts)
 //   node dist/test/bench/run.js --scale [--quick] [--sizes N,N] [--seconds N]       (scale.ts)
+//   node dist/test/bench/run.js --push [--rounds N] [--blob-mib N] [--concurrent N] (push.ts)
 //
 // Everything it starts (Distribution ×2, Berth, nginx, load generators) runs on free loopback
 // ports as child processes and is stopped at the end, on an error, and on Ctrl-C.
@@ -28,6 +29,7 @@ import type { OnceResult, PullResult, ThroughputResult } from './load-client.js'
 import { runSoak } from './soak.js';
 import { runS3Bench } from './s3.js';
 import { measureScale, renderScale, runScale, scaleDefaults } from './scale.js';
+import { measurePush, pushTables, runPushBench, type PushOptions, type PushResults } from './push.js';
 import { MiB, summarize, fmt, fmtSummary, ratio, ratioValue, type Summary } from './stats.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -52,7 +54,7 @@ interface Options {
   direct: boolean;
   /** The paced upstream link for the second cold fan-out (bytes/s). */
   linkBytesPerSecond: number;
-  /** Sections to run (default all): cold, blob, manifest, scale. */
+  /** Sections to run (default all): cold, blob, manifest, scale, push. */
   only: Set<string>;
 }
 
@@ -61,12 +63,13 @@ const USAGE = `usage: npm run bench [-- options]
   --rounds N          rounds per measurement (default 5; quick 2)
   --blob-mib N        size of the big blob (default 256; quick 64)
   --link-mib-s N      the paced upstream link for the cold fan-out (default 25 MiB/s)
-  --only LIST         sections to run: cold,blob,manifest,scale (default all)
+  --only LIST         sections to run: cold,blob,manifest,scale,push (default all)
   --no-direct         leave out Distribution serving its own storage
   --out FILE          where the report goes (default docs/benchmarks.md; quick: dist/bench/)
   --soak              the soak instead: mixed warm load, then a cold fan-out (see test/bench/soak.ts)
   --s3                Berth vs Distribution, both on S3 (a Ceph RGW), warm blob GB/s (see test/bench/s3.ts)
   --scale             the scale section alone: start-up, RSS, GC and manifests at 10k/100k blobs (scale.ts)
+  --push              only the push section: pushes into a hosted repository vs Distribution 2.8 (see test/bench/push.ts)
 `;
 
 function parseArgs(argv: string[]): Options {
@@ -108,7 +111,7 @@ function parseArgs(argv: string[]): Options {
     out: value('--out') ?? (quick ? 'dist/bench/benchmarks-quick.md' : 'docs/benchmarks.md'),
     direct: !quick && !flag('--no-direct'),
     linkBytesPerSecond: linkMiB * MiB,
-    only: new Set((value('--only') ?? 'cold,blob,manifest,scale').split(',')),
+    only: new Set((value('--only') ?? 'cold,blob,manifest,scale,push').split(',')),
   };
 }
 
@@ -203,6 +206,8 @@ interface Results {
   berthFreshRssMiB: number;
   /** RSS two seconds after the last manifest run. */
   finalRssMiB: Partial<Record<TargetName, number>>;
+  /** Pushes into a hosted repository (push.ts), with their options; null when not run. */
+  push: { options: PushOptions; results: PushResults } | null;
 }
 
 function blobCell(r: Results, t: TargetName, c: number): BlobCell {
@@ -402,7 +407,7 @@ async function main(): Promise<void> {
   log(`${opts.quick ? 'quick' : 'full'} run: ${opts.rounds} rounds, ${opts.blobBytes / MiB} MiB blob, ${opts.multiLayers.length}-layer image of ${opts.multiLayers.reduce((a, b) => a + b, 0) / MiB} MiB`);
 
   const stops: (() => Promise<void>)[] = [];
-  const results: Results = { blob: {}, manifest: { tag: {}, digest: {} }, cold: {}, direct: { viaCounterS: [], rawS: [], linkS: [] }, idleRssMiB: {}, berthFreshRssMiB: NaN, finalRssMiB: {} };
+  const results: Results = { blob: {}, manifest: { tag: {}, digest: {} }, cold: {}, direct: { viaCounterS: [], rawS: [], linkS: [] }, idleRssMiB: {}, berthFreshRssMiB: NaN, finalRssMiB: {}, push: null };
   try {
     // ---- the upstream and its content
     const upstream = await startDistribution();
@@ -486,6 +491,14 @@ async function main(): Promise<void> {
     }
     await sleep(2000);
     for (const t of blobTargets) results.finalRssMiB[t.name] = (await currentRss(await processTree(t.pid))) / MiB;
+
+    // ---- push into a hosted repository: a fresh Berth and a fresh Distribution 2.8 of its own (push.ts)
+    if (opts.only.has('push')) {
+      const options: PushOptions = {
+        rounds: opts.rounds, blobBytes: opts.blobBytes, layerBytes: (opts.quick ? 4 : 16) * MiB, concurrent: 8, concBytes: (opts.quick ? 16 : 64) * MiB,
+      };
+      results.push = { options, results: await measurePush(options) };
+    }
 
     const seconds = (Date.now() - t0) / 1000;
     const report = render(env, results, argv, started, seconds, loadAtStart);
@@ -623,8 +636,9 @@ function render(env: Env, r: Results, argv: string[], started: Date, seconds: nu
       return ri === 0 ? `${line}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|` : line;
     }).join('\n');
   };
-  const table = md([head, ...rows]);
-  const checkTable = md([['target (issue 9)', 'measured', 'result'], ...checks]);
+  const push = r.push ? pushTables(r.push.options, r.push.results) : null;
+  const table = md([head, ...rows]) + (push ? `\n\n${push.table}` : '');
+  const checkTable = md([['target (issue 9; push: issue 14)', 'measured', 'result'], ...checks, ...(push?.checks ?? [])]);
 
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
@@ -675,6 +689,7 @@ async function writeReport(file: string, section: string, name = 'bench'): Promi
 const entry = process.argv.includes('--soak') ? runSoak(process.argv.slice(2))
   : process.argv.includes('--s3') ? runS3Bench(process.argv.slice(2))
   : process.argv.includes('--scale') ? runScale(process.argv.slice(2))
+  : process.argv.includes('--push') ? runPushBench(process.argv.slice(2))
   : main().then(() => 0);
 entry.then(
   (code) => process.exit(code),

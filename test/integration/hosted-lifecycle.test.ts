@@ -115,3 +115,81 @@ test('berth gc --dry-run lists unreferenced hosted content and changes nothing; 
     await removeTempDir(dir);
   }
 });
+
+test('GC removes the hosted links to what it removes: a blob collected from A and pushed later into B is not served by A again', async () => {
+  let clock = Date.now();
+  const now = () => clock;
+  const b = await startBerth(
+    { upstreams: [upstreamOverride(upstream.url)], repositories: [{ match: 'ci/**', mode: 'hosted' }], storage: { deleteEnabled: true } },
+    { now, lifecycle: { now } },
+  );
+  try {
+    const img = buildImage({ seed: 'gc-dangling', layers: [40_000] });
+    const x = img.layers[0]!.digest as Digest;
+    await pushImage(b.url, 'ci/a', 'v1', img);
+    const del = await request(`${b.url}/v2/ci/a/manifests/${img.manifestDigest}`, { method: 'DELETE' });
+    await del.body.dump();
+    assert.equal(del.statusCode, 202);
+    const records = b.services.lifecycle!;
+    const hostedRecords = b.services.mirror!.meta.hosted;
+    assert.ok(await hostedRecords.getBlobLink('ci/a', x), 'A links X before GC');
+
+    clock += 3600_000; // past the grace period
+    const report = await records.gc();
+    assert.ok(report.blobs >= 3, `GC removed the image's blobs (${report.blobs})`);
+    assert.equal(await b.services.driver.statBlob(x), null, 'X removed from the store');
+    assert.equal(await hostedRecords.getBlobLink('ci/a', x), null, "A's link to X went with it");
+
+    // The same bytes pushed into another repository: B serves them, A does not.
+    const layer = img.layers[0]!;
+    const put = await request(`${b.url}/v2/ci/b/blobs/uploads/?digest=${x}`, { method: 'POST', body: layer.data, headers: { 'content-type': 'application/octet-stream' } });
+    await put.body.dump();
+    assert.equal(put.statusCode, 201);
+    const inB = await request(`${b.url}/v2/ci/b/blobs/${x}`, { method: 'HEAD' });
+    await inB.body.dump();
+    assert.equal(inB.statusCode, 200);
+    const head = await request(`${b.url}/v2/ci/a/blobs/${x}`, { method: 'HEAD' });
+    await head.body.dump();
+    assert.equal(head.statusCode, 404);
+    const get = await request(`${b.url}/v2/ci/a/blobs/${x}`);
+    assert.equal(get.statusCode, 404);
+    const body = (await get.body.json()) as { errors: { code: string }[] };
+    assert.equal(body.errors[0]?.code, 'BLOB_UNKNOWN');
+  } finally {
+    await b.stop();
+  }
+});
+
+test('GC keeps a blob a hosted link made within the grace period (a mount on another replica), and repairs links to missing bytes', async () => {
+  let clock = Date.now();
+  const now = () => clock;
+  const b = await startBerth(
+    { upstreams: [upstreamOverride(upstream.url)], repositories: [{ match: 'ci/**', mode: 'hosted' }] },
+    { now, lifecycle: { now } },
+  );
+  try {
+    const kept = seededBytes('gc-fresh-link', 30_000);
+    const lost = seededBytes('gc-lost-bytes', 20_000);
+    for (const [repo, bytes] of [['ci/old', kept], ['ci/lost', lost]] as const) {
+      const r = await request(`${b.url}/v2/${repo}/blobs/uploads/?digest=${digestOf(bytes)}`, { method: 'POST', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+      await r.body.dump();
+      assert.equal(r.statusCode, 201);
+    }
+    clock += 3600_000;
+    const hostedRecords = b.services.mirror!.meta.hosted;
+    // Another replica mounted `kept` into ci/new just now: this process's access times never saw it.
+    await hostedRecords.linkBlob('ci/new', digestOf(kept), clock);
+    // `lost`'s bytes vanished under its link (a crash between GC's two steps).
+    await b.services.driver.deleteBlob(digestOf(lost));
+    const report = await b.services.lifecycle!.gc();
+    assert.ok(await b.services.driver.statBlob(digestOf(kept)), 'the freshly linked blob stays');
+    assert.ok(await hostedRecords.getBlobLink('ci/new', digestOf(kept)));
+    assert.equal(await hostedRecords.getBlobLink('ci/lost', digestOf(lost)), null, 'the link to missing bytes is repaired');
+    assert.ok(report.records >= 1);
+    const head = await request(`${b.url}/v2/ci/new/blobs/${digestOf(kept)}`, { method: 'HEAD' });
+    await head.body.dump();
+    assert.equal(head.statusCode, 200);
+  } finally {
+    await b.stop();
+  }
+});

@@ -196,6 +196,19 @@ async function upload(
   }
 
   if (id.includes('/')) throw registryError('BLOB_UPLOAD_UNKNOWN', 'not an upload location');
+  // A session another replica holds (replicas with cluster.advertiseUrl): pass the request on to it.
+  const owner = hosted.forwarder ? await uploads.remoteOwner(name, id) : null;
+  if (owner !== null && hosted.forwarder) return forwardToOwner(hosted, request, reply, owner, name, id);
+  return uploadSession(hosted, request, reply, name, id);
+}
+
+/**
+ * A request on an upload session this process holds (GET/HEAD status, PATCH, final PUT, DELETE),
+ * already authorized: from a client, or from another replica (routes/cluster-uploads.ts).
+ */
+export async function uploadSession(hosted: HostedService, request: FastifyRequest, reply: FastifyReply, name: string, id: string): Promise<unknown> {
+  const method = request.method;
+  const uploads = hosted.registry.uploads;
   switch (method) {
     case 'GET':
     case 'HEAD': {
@@ -223,6 +236,28 @@ async function upload(
     default:
       throw registryError('UNSUPPORTED', `${method} on an upload`);
   }
+}
+
+/** Pass a session request to the replica holding it, streaming the body, and relay its answer. */
+async function forwardToOwner(
+  hosted: HostedService, request: FastifyRequest, reply: FastifyReply, owner: string, name: string, id: string,
+): Promise<unknown> {
+  const forwarder = hosted.forwarder;
+  if (!forwarder) throw registryError('BLOB_UPLOAD_UNKNOWN', 'no such upload on this replica', { detail: { uuid: id } });
+  const method = request.method;
+  const withBody = (method === 'PATCH' || method === 'PUT') && hasBody(request);
+  const digest = first(request.query, 'digest');
+  const answer = await forwarder.forward(owner, {
+    method, name, id,
+    ...(digest !== undefined ? { digest } : {}),
+    headers: { 'content-type': request.headers['content-type'], 'content-length': request.headers['content-length'], 'content-range': request.headers['content-range'] },
+    body: withBody ? body(request) : null,
+  });
+  request.log.debug({ upload: id, owner, status: answer.status }, 'upload request passed on to the replica holding it');
+  reply.code(answer.status);
+  for (const [k, v] of Object.entries(answer.headers)) reply.header(k, v);
+  reply.header('content-length', String(answer.body.length));
+  return answer.body.length > 0 && method !== 'HEAD' ? reply.send(answer.body) : reply.send();
 }
 
 /**

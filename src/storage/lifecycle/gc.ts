@@ -8,6 +8,7 @@
 import { parseDigest, type Digest } from '../../oci/reference.js';
 import { eachLimit, Pacer } from './batch.js';
 import { readHolds, repoLost, type Holds } from './holds.js';
+import { HostedLinkSweep } from './hosted.js';
 import { removeBlob } from './removal.js';
 import type { GcItem, GcReport, LifecycleContext } from './types.js';
 
@@ -161,11 +162,14 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
       graph.unlearn(d);
     });
   }
+  // Hosted blob links (hosted.ts): a fresh one keeps its blob; the rest go with the bytes.
+  const hostedLinks = await HostedLinkSweep.read(records.hosted, cutoff, async (d) => usage.has(d) || (await ctx.driver.statBlob(d as Digest)) !== null);
   for (const [d, e] of usage.entries()) {
     await pace.tick();
     if (live.has(d) || keptRefs.has(d) || busy(d)) continue;
     if (graph.has(d) && !dead.has(d)) continue;
     if (!dead.has(d) && !old(d)) continue;
+    if (!(await hostedLinks.mayRemove(d))) continue;
     if (dry) {
       report.blobs += 1;
       report.bytes += e.size;
@@ -173,9 +177,10 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
     } else {
       // Checked again at the moment of removal (a push may have marked it used since).
       if (!old(d)) continue;
-      await removing(d, () => removeBlob(ctx, d, 'gc', report));
+      await removing(d, () => hostedLinks.remove(d, () => removeBlob(ctx, d, 'gc', report)));
     }
   }
+  report.records += await hostedLinks.repair(dry);
   const s = await ctx.driver.sweepStaging(o.stagingStaleAfter, dry);
   report.spoolFiles = s.files;
   report.spoolBytes = s.bytes;

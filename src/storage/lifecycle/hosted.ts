@@ -33,3 +33,74 @@ export async function readHostedHolds(records: HostedRecords): Promise<HostedHol
   }
   return out;
 }
+
+/**
+ * GC and hosted blob links: when GC removes a blob, the hosted repositories' links to it go in
+ * the same pass, so a repository never serves a digest again that was removed from under it
+ * (the same bytes pushed into another repository later would otherwise make the old link live).
+ *
+ *  - A link younger than the grace period keeps its blob: a push or mount just linked it (on any
+ *    replica, whose access times this process's usage index may not have seen yet).
+ *  - Links go before the bytes (records first, as removal.ts does), and after the bytes are gone
+ *    a link re-made meanwhile (a mount racing the removal) is dropped too.
+ *  - Links to bytes the store does not have (a crash between the two steps, a race) are repaired
+ *    at the end of each pass.
+ */
+export class HostedLinkSweep {
+  private constructor(
+    private readonly records: HostedRecords,
+    /** Digest → hosted repositories linking it, as the records said when the pass read them. */
+    private readonly links: Map<string, string[]>,
+    private readonly cutoff: number,
+    private readonly exists: (digest: string) => Promise<boolean>,
+  ) {}
+
+  /** Read every hosted blob link once for this pass. */
+  static async read(records: HostedRecords, cutoff: number, exists: (digest: string) => Promise<boolean>): Promise<HostedLinkSweep> {
+    const links = new Map<string, string[]>();
+    for await (const e of records.entries()) {
+      if (e.kind !== 'blob') continue;
+      const names = links.get(e.digest);
+      if (names) names.push(e.name);
+      else links.set(e.digest, [e.name]);
+    }
+    return new HostedLinkSweep(records, links, cutoff, exists);
+  }
+
+  /** May GC remove `digest`? Not while a hosted link to it is younger than the grace period. */
+  async mayRemove(digest: string): Promise<boolean> {
+    for (const name of this.links.get(digest) ?? []) {
+      const rec = await this.records.getBlobLink(name, digest);
+      if (rec && rec.linkedAt >= this.cutoff) return false;
+    }
+    return true;
+  }
+
+  /** Remove `digest`'s hosted links, then the bytes (`removeBytes`), then links re-made meanwhile. */
+  async remove(digest: string, removeBytes: () => Promise<void>): Promise<void> {
+    const names = this.links.get(digest) ?? [];
+    for (const name of names) await this.records.unlinkBlob(name, digest);
+    this.links.delete(digest);
+    await removeBytes();
+    if (names.length === 0 || (await this.exists(digest))) return;
+    for (const name of names) await this.records.unlinkBlob(name, digest);
+  }
+
+  /** Drop links naming bytes the store does not have; the number found (nothing changes when `dry`). */
+  async repair(dry: boolean): Promise<number> {
+    let n = 0;
+    for (const [digest, names] of this.links) {
+      if (await this.exists(digest)) continue;
+      for (const name of names) {
+        if (dry) {
+          n += 1;
+          continue;
+        }
+        // Linked again since the pass began (a commit writes bytes before its link): keep it.
+        if (await this.exists(digest)) break;
+        if (await this.records.unlinkBlob(name, digest)) n += 1;
+      }
+    }
+    return n;
+  }
+}
