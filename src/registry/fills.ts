@@ -28,8 +28,11 @@ export interface TagOutcome {
   result: CacheResult;
 }
 
-/** What a joined client needs of a blob fill: its progress, its end, and a reader from any offset. */
-export type SharedFill = Pick<BlobFill, 'digest' | 'upstream' | 'size' | 'state' | 'error' | 'written' | 'finished' | 'reader'>;
+/**
+ * What a joined client needs of a blob fill: its progress, its end, and a reader from any offset;
+ * and, for operators, how many clients read it now (a BlobFill counts its readers).
+ */
+export type SharedFill = Pick<BlobFill, 'digest' | 'upstream' | 'size' | 'state' | 'error' | 'written' | 'finished' | 'reader'> & { readonly clients?: number };
 
 export interface ManifestFillKey { upstream: string; name: string; digest: Digest }
 export interface TagFillKey { upstream: string; name: string; tag: string }
@@ -48,6 +51,8 @@ export interface FillInProgress {
   /** Blob bytes written so far, and the length the upstream announced (null for others / unknown). */
   bytes: number | null;
   size: number | null;
+  /** Clients reading a blob fill now (joined and not yet gone); null for manifest and tag fills. */
+  clients: number | null;
 }
 
 export interface FillCoordinator {
@@ -110,7 +115,7 @@ export class InProcessFills implements FillCoordinator {
     const keyed = (kind: 'manifest' | 'tag', key: string, startedAt: number): FillInProgress => {
       // Keys are upstream|name|reference; none of the three can contain '|'.
       const [upstream = '', name = '', reference = ''] = key.split('|');
-      return { kind, upstream, name, reference, startedAt, bytes: null, size: null };
+      return { kind, upstream, name, reference, startedAt, bytes: null, size: null, clients: null };
     };
     return [
       ...this.manifests.entries().map((e) => keyed('manifest', e.key, e.startedAt)),
@@ -123,6 +128,7 @@ export class InProcessFills implements FillCoordinator {
         startedAt: e.startedAt,
         bytes: e.value?.written ?? 0,
         size: e.value?.size ?? null,
+        clients: e.value === undefined ? 0 : (e.value.clients ?? null),
       })),
     ].sort((a, b) => a.startedAt - b.startedAt);
   }
