@@ -51,8 +51,11 @@ export interface FillInProgress {
   /** Blob bytes written so far, and the length the upstream announced (null for others / unknown). */
   bytes: number | null;
   size: number | null;
-  /** Clients reading a blob fill now (joined and not yet gone); null for manifest and tag fills. */
-  clients: number | null;
+  /**
+   * Clients reading a blob fill now (joined and not yet gone); absent where nobody counts them
+   * (manifest and tag fills, a fill that does not count its readers).
+   */
+  clients?: number;
 }
 
 export interface FillCoordinator {
@@ -115,7 +118,7 @@ export class InProcessFills implements FillCoordinator {
     const keyed = (kind: 'manifest' | 'tag', key: string, startedAt: number): FillInProgress => {
       // Keys are upstream|name|reference; none of the three can contain '|'.
       const [upstream = '', name = '', reference = ''] = key.split('|');
-      return { kind, upstream, name, reference, startedAt, bytes: null, size: null, clients: null };
+      return { kind, upstream, name, reference, startedAt, bytes: null, size: null };
     };
     return [
       ...this.manifests.entries().map((e) => keyed('manifest', e.key, e.startedAt)),
@@ -128,7 +131,7 @@ export class InProcessFills implements FillCoordinator {
         startedAt: e.startedAt,
         bytes: e.value?.written ?? 0,
         size: e.value?.size ?? null,
-        clients: e.value === undefined ? 0 : (e.value.clients ?? null),
+        ...(e.value === undefined ? { clients: 0 } : e.value.clients !== undefined ? { clients: e.value.clients } : {}),
       })),
     ].sort((a, b) => a.startedAt - b.startedAt);
   }

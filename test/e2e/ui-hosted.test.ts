@@ -9,7 +9,8 @@
 // while the manifest it named stays reachable by digest.
 //
 // Joined clients: two clients read one blob the upstream drips out; the admin API's fills and the
-// overview both say 2 clients, and both clients get the whole blob from one upstream GET.
+// overview both say 2 clients (a third that joins and hangs up counts 3, then 2 again), and both
+// clients get the whole blob from one upstream GET.
 //
 // Screenshots of the hosted pages at 1280×800 and 390×844 go under tmp/test-output/ui/.
 // The UI has no login here (auth.mode none): it is read-only except for clients in
@@ -185,19 +186,30 @@ test('two clients reading one slow download: the admin API and the overview say 
   rig.proxy.setRules([drip(32 * 1024, 100, { match: { kind: 'blob', pathIncludes: slowLayer.digest } })]);
   const first = fetchBlob(rig.url, 'library/slow', slowLayer.digest);
   const second = fetchBlob(rig.url, 'library/slow', slowLayer.digest);
-  type Fill = { kind: string; reference: string; clients: number | null; bytes: number | null };
+  type Fill = { kind: string; reference: string; clients?: number; bytes: number | null };
   const fills = async (): Promise<Fill[]> => {
     const r = await request(`${rig.url}/api/v1/fills`);
     assert.equal(r.statusCode, 200);
     return ((await r.body.json()) as { fills: Fill[] }).fills;
   };
-  let seen: Fill | undefined;
-  for (let i = 0; i < 200; i++) {
-    seen = (await fills()).find((f) => f.kind === 'blob' && f.reference === slowLayer.digest);
-    if (seen?.clients === 2) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  assert.equal(seen?.clients, 2, JSON.stringify(seen));
+  const clientsBecome = async (n: number): Promise<void> => {
+    let seen: Fill | undefined;
+    for (let i = 0; i < 200; i++) {
+      seen = (await fills()).find((f) => f.kind === 'blob' && f.reference === slowLayer.digest);
+      if (seen?.clients === n) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(seen?.clients, n, JSON.stringify(seen));
+  };
+  await clientsBecome(2);
+  // A third client joins, then hangs up: counted when it joins and when it stops reading.
+  const abort = new AbortController();
+  const third = await request(`${rig.url}/v2/library/slow/blobs/${slowLayer.digest}`, { signal: abort.signal });
+  assert.equal(third.statusCode, 200);
+  await clientsBecome(3);
+  abort.abort();
+  await third.body.dump().catch(() => undefined);
+  await clientsBecome(2);
   const page = await open('#/');
   const progress = page.locator('[data-test=fills] tr[data-kind=blob] [data-test=fill-progress]');
   await progress.waitFor();
