@@ -12,7 +12,8 @@
 // overview both say 2 clients (a third that joins and hangs up counts 3, then 2 again), and both
 // clients get the whole blob from one upstream GET.
 //
-// Screenshots of the hosted pages at 1280×800 and 390×844 go under tmp/test-output/ui/.
+// Screenshots of the hosted pages at 1280×800 and 390×844 go under tmp/test-output/ui/; with
+// BERTH_UI_DOCS_SCREENSHOT=1 the hosted manifest's also goes to docs/img/ui-hosted-manifest.png.
 // The UI has no login here (auth.mode none): it is read-only except for clients in
 // http.adminNetworks, which loopback (the browser) is.
 import { after, before, test } from 'node:test';
@@ -148,6 +149,11 @@ test('a hosted manifest shows pull commands without an upstream and its referrer
   assert.match(ref, /org\.example\.signed-by=release-bot/);
   assert.match(ref, new RegExp(sigDigest.slice(7, 19)));
   await screenshot(page, 'hosted-manifest');
+  if (process.env['BERTH_UI_DOCS_SCREENSHOT'] === '1') {
+    // The whole page, down to the referrers.
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join('docs', 'img', 'ui-hosted-manifest.png'), fullPage: true });
+  }
   await referrers.first().locator('a').click();
   await page.waitForFunction((d) => document.querySelector('h1')?.textContent?.includes(d) === true, sigDigest.slice(7, 19));
   const main = await page.textContent('#main') ?? '';
