@@ -6,7 +6,8 @@
 // badge, opens it (its tags, pushed-at, no upstream check), opens a tag's manifest (pull commands
 // without an upstream, the referrer with its artifactType, size and annotations) and follows the
 // referrer link; then it deletes a tag from the page, and the registry no longer lists the tag
-// while the manifest it named stays reachable by digest.
+// while the manifest it named stays reachable by digest; a delete by digest through the page's API
+// removes the signature and its referrer entry.
 //
 // Joined clients: two clients read one blob the upstream drips out; the admin API's fills and the
 // overview both say 2 clients (a third that joins and hangs up counts 3, then 2 again), and both
@@ -165,7 +166,7 @@ test('a hosted manifest shows pull commands without an upstream and its referrer
   await page.context().close();
 });
 
-test('deleting a hosted tag from the page removes the tag only; the manifest stays reachable by digest', async () => {
+test('deleting a hosted tag from the page removes the tag only (the manifest stays reachable by digest); a digest delete removes the manifest and its referrer entry', async () => {
   assert.deepEqual(await tagsList(), ['1.0', '2.0', 'latest']);
   const page = await open(`#/repository/${encodeURIComponent(REPO)}?upstream=${encodeURIComponent('(hosted)')}`);
   await page.waitForSelector('[data-test=tags]');
@@ -184,6 +185,20 @@ test('deleting a hosted tag from the page removes the tag only; the manifest sta
   assert.equal(byDigest.status, 200, 'the manifest another tag names stays');
   const audit = rig.berth.logs().filter((l) => l.includes('"ui.delete"') && l.includes(`${REPO}:2.0`));
   assert.equal(audit.length, 1);
+  // A manifest by digest, as the page's API takes it: the signature goes, with its referrer entry.
+  const deleted = await page.evaluate(async ([name, digest]) => {
+    const me = (await (await fetch('/ui/api/me')).json()) as { csrf: string };
+    const r = await fetch('/ui/api/delete', {
+      method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': me.csrf },
+      body: JSON.stringify({ name, upstream: '(hosted)', references: [digest] }),
+    });
+    return { status: r.status, body: (await r.json()) as { results: { reference: string; deleted: boolean }[] } };
+  }, [REPO, sigDigest] as const);
+  assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+  assert.deepEqual(deleted.body.results, [{ reference: sigDigest, deleted: true }]);
+  assert.equal((await fetchManifest(rig.url, REPO, sigDigest)).status, 404);
+  const referrers = await request(`${rig.url}/v2/${REPO}/referrers/${v1Digest}`);
+  assert.deepEqual(((await referrers.body.json()) as { manifests: unknown[] }).manifests, []);
   await page.context().close();
 });
 
