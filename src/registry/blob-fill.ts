@@ -57,6 +57,11 @@ export class BlobFill {
     return new BlobFill(digest, upstream, size, await driver.stage(digest));
   }
 
+  /** Clients reading this fill now: one per reader, counted when it joins and when it stops reading. */
+  get clients(): number {
+    return this.readers;
+  }
+
   /** Bytes written so far. */
   get written(): number {
     return this.staged.written;

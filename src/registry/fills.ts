@@ -28,8 +28,11 @@ export interface TagOutcome {
   result: CacheResult;
 }
 
-/** What a joined client needs of a blob fill: its progress, its end, and a reader from any offset. */
-export type SharedFill = Pick<BlobFill, 'digest' | 'upstream' | 'size' | 'state' | 'error' | 'written' | 'finished' | 'reader'>;
+/**
+ * What a joined client needs of a blob fill: its progress, its end, and a reader from any offset;
+ * and, for operators, how many clients read it now (a BlobFill counts its readers).
+ */
+export type SharedFill = Pick<BlobFill, 'digest' | 'upstream' | 'size' | 'state' | 'error' | 'written' | 'finished' | 'reader'> & { readonly clients?: number };
 
 export interface ManifestFillKey { upstream: string; name: string; digest: Digest }
 export interface TagFillKey { upstream: string; name: string; tag: string }
@@ -48,6 +51,11 @@ export interface FillInProgress {
   /** Blob bytes written so far, and the length the upstream announced (null for others / unknown). */
   bytes: number | null;
   size: number | null;
+  /**
+   * Clients reading a blob fill now (joined and not yet gone); absent where nobody counts them
+   * (manifest and tag fills, a fill that does not count its readers).
+   */
+  clients?: number;
 }
 
 export interface FillCoordinator {
@@ -123,6 +131,7 @@ export class InProcessFills implements FillCoordinator {
         startedAt: e.startedAt,
         bytes: e.value?.written ?? 0,
         size: e.value?.size ?? null,
+        ...(e.value === undefined ? { clients: 0 } : e.value.clients !== undefined ? { clients: e.value.clients } : {}),
       })),
     ].sort((a, b) => a.startedAt - b.startedAt);
   }

@@ -6,16 +6,19 @@
  *  - GET  /overview                hit ratio (since start, last hour), bytes from cache vs
  *                                  upstream, upstreams (breaker, rate limit), pull reserve,
  *                                  fills in progress, storage against the cap, last GC, evictions
- *  - GET  /repositories?q=&upstream=&n=&last=   one page of the catalog (server-side paging)
+ *  - GET  /repositories?q=&upstream=&n=&last=   one page of the catalog (server-side paging),
+ *                                  mirrored and hosted repositories together
  *  - GET  /repository?name=&upstream=           one repository: tags with kind and platforms
  *  - GET  /manifest?name=&upstream=&digest=     one cached manifest: platforms or config,
- *                                  layers, history, raw JSON, pull commands
+ *                                  layers, history, raw JSON, pull commands, referrers (hosted)
  *  - POST /delete {name, upstream?, references[], dryRun?}   delete tags / manifests (policy: delete)
  *  - POST /purge {pattern?, upstream?, dryRun?}              purge repositories (policy: admin)
  *  - POST /gc {dryRun?}                                      garbage collection (policy: admin)
  *  - GET  /prewarm, POST /prewarm {ref}                      schedule and "run now" (admin to run)
  *
  * Reads are local: manifests and configs come from the store by digest, never from upstream.
+ * A hosted repository (src/ui/hosted-view.ts) has `upstream` "(hosted)" in this JSON; its
+ * policy resource is its name as pushed, as for the registry.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { registryError } from '../errors.js';
@@ -30,6 +33,7 @@ import type { HitHistory } from './hit-history.js';
 import { configView, manifestShape, pullCommands, type ManifestKind } from './manifest-view.js';
 import type { UiPolicy } from './principal.js';
 import { uiContext } from './context.js';
+import { HOSTED, HostedView } from './hosted-view.js';
 
 /** Largest manifest or config blob the UI reads into memory to show it. */
 const MAX_VIEW_BYTES = 4 * 1024 * 1024;
@@ -69,6 +73,15 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
   };
   const inventory = (): CacheInventory => new CacheInventory(app.router, app.mirror.meta, lifecycle());
   const resource = (upstream: string, name: string): string => `${upstream}/${name}`;
+  const hostedView = app.hosted ? new HostedView(app.hosted, app.driver) : null;
+  /** The hosted repository a request names (`upstream` "(hosted)", or none and a hosted name), with the user allowed to see it; else null. */
+  const hostedVisible = (request: FastifyRequest, name: string, upstream: string | null): string | null => {
+    if (upstream !== HOSTED && (upstream !== null || !hostedView?.isHosted(name))) return null;
+    if (!hostedView || !hostedView.isHosted(name) || !policy.canSee(who(request).principal, name)) {
+      throw registryError('NAME_UNKNOWN', `nothing is hosted as ${name}`);
+    }
+    return name;
+  };
 
   /** The principal from the hook; also names the subject on the access and audit lines. */
   const who = (request: FastifyRequest) => {
@@ -104,6 +117,7 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
       deleteEnabled: app.config.storage.deleteEnabled,
       seesAll: policy.seesAll(principal),
       upstreams: app.config.upstreams.map((u) => u.name),
+      hosted: hostedView !== null,
     };
   });
 
@@ -160,22 +174,42 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
     const last = q(request, 'last');
     const inv = inventory();
     await opts.repositoriesReady();
-    // Names only (cheap), filtered by what this user may see, then one page described.
-    let names = await inv.select({ pattern, upstream: q(request, 'upstream') });
+    const upstreamSel = q(request, 'upstream');
+    // Names only (cheap), filtered by what this user may see, then one page described. Hosted
+    // repositories join the mirrored ones, sorted by the name a client uses.
+    let names = upstreamSel === HOSTED ? [] : await inv.select({ pattern, upstream: upstreamSel });
+    if (hostedView && (upstreamSel === null || upstreamSel === HOSTED)) {
+      const re = pattern !== null ? compilePattern(pattern) : null;
+      const own = (await hostedView.repositories()).filter((n) => !re || re.test(n)).map((n) => ({ repository: n, upstream: HOSTED, name: n }));
+      names = [...names, ...own].sort((a, b) => (a.repository < b.repository ? -1 : a.repository > b.repository ? 1 : 0));
+    }
     if (raw !== null && !glob) {
       const word = raw.toLowerCase();
       names = names.filter((r) => r.repository.toLowerCase().includes(word) || `${r.upstream}/${r.name}`.toLowerCase().includes(word));
     }
     const total = names.length;
-    if (!policy.seesAll(principal)) names = names.filter((r) => policy.canSee(principal, resource(r.upstream, r.name)));
+    const visible = (r: { upstream: string; name: string }): boolean => policy.canSee(principal, r.upstream === HOSTED ? r.name : resource(r.upstream, r.name));
+    if (!policy.seesAll(principal)) names = names.filter(visible);
     const after = last !== null ? names.filter((r) => r.repository > last) : names;
     const page = after.slice(0, n);
     // One inventory call per repository, side by side: each is a few small record reads, and on a
     // filesystem store running them one after another made a page of 50 take several times longer.
     const tagTtl = (u: string): number | null => app.router.upstream(u)?.tagTtl ?? null;
-    const described = (await Promise.all(page.map((r) => lifecycle().inventory([r], { tagTtl })))).flat();
+    const mirrored = page.filter((r) => r.upstream !== HOSTED);
+    const [described, hostedSummaries] = await Promise.all([
+      Promise.all(mirrored.map((r) => lifecycle().inventory([r], { tagTtl }))).then((d) => d.flat()),
+      Promise.all(page.filter((r) => r.upstream === HOSTED).map((r) => hostedView?.summary(r.name) ?? null)),
+    ]);
     const byKey = new Map(described.map((d) => [`${d.upstream}\u0000${d.name}`, d]));
-    const repositories: RepositorySummary[] = page.flatMap((r) => {
+    const byHosted = new Map(hostedSummaries.flatMap((h) => (h ? [[h.repository, h] as const] : [])));
+    const repositories: (RepositorySummary & { hosted?: true; lastPushed?: string | null })[] = page.flatMap((r) => {
+      if (r.upstream === HOSTED) {
+        const h = byHosted.get(r.name);
+        return h ? [{
+          repository: r.name, upstream: HOSTED, name: r.name, hosted: true as const, tags: h.tags, tagNames: h.tagNames,
+          manifests: h.manifests, bytes: h.bytes, blobs: h.blobs, lastPulled: null, lastPushed: h.lastPushed, pinned: false,
+        }] : [];
+      }
       const d = byKey.get(`${r.upstream}\u0000${r.name}`);
       if (!d) return [];
       return [{
@@ -217,6 +251,24 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
     const { principal } = who(request);
     const name = q(request, 'name');
     if (name === null) throw registryError('NAME_INVALID', 'give ?name=<repository>');
+    const own = hostedVisible(request, name, q(request, 'upstream'));
+    if (own !== null && hostedView) {
+      const summary = await hostedView.summary(own);
+      if (!summary) throw registryError('NAME_UNKNOWN', `hosted repository ${own} holds nothing yet`);
+      const tags = (await hostedView.tags(own)).slice(0, MAX_TAGS_SHOWN);
+      const kinds = new Map<string, Awaited<ReturnType<typeof classify>>>();
+      for (const t of tags) if (!kinds.has(t.digest)) kinds.set(t.digest, await classify(t.digest, t.mediaType || null));
+      return {
+        repository: own, upstream: HOSTED, name: own, hosted: true, bytes: summary.bytes, blobs: summary.blobs,
+        lastPulled: null, lastPushed: summary.lastPushed, pinned: false, pins: [], tagTtl: null,
+        canDelete: policy.canDelete(principal, own),
+        truncated: summary.tags > tags.length,
+        tags: tags.map((t) => {
+          const k = kinds.get(t.digest);
+          return { ...t, lastPulled: null, lastChecked: null, stale: false, pinned: false, kind: k?.kind ?? 'unknown', platforms: k?.platforms ?? [], imageSize: k?.size ?? null };
+        }),
+      };
+    }
     const routed = routeVisible(request, name, q(request, 'upstream'));
     const detail = await inventory().detail(routed.requested, routed.upstream.name);
     const shown = detail.tags.slice(0, MAX_TAGS_SHOWN);
@@ -239,19 +291,43 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
     if (name === null || digestRaw === null) throw registryError('NAME_INVALID', 'give ?name=<repository>&digest=<sha256:…>');
     const d = checkDigest(digestRaw);
     if (!d.ok) throw registryError('DIGEST_INVALID', d.reason);
-    const routed = routeVisible(request, name, q(request, 'upstream'));
-    const { upstream } = routed;
-    // Shown only for a manifest this repository holds (linked to it, or a tag of it points at it),
-    // as the registry serves a cached digest only to a repository it belongs to.
-    const detail = await inventory().detail(routed.requested, upstream.name).catch(() => null);
-    const tags = detail?.tags.filter((t) => t.digest === d.digest).map((t) => t.tag) ?? [];
-    const linked = await app.mirror.meta.getLink(upstream.name, routed.name, d.digest);
-    if (!linked && tags.length === 0) throw registryError('MANIFEST_UNKNOWN', `${d.digest} is not cached for ${name}`);
-    const record = await app.mirror.meta.getManifest(d.digest);
+    // What differs between a hosted and a mirrored repository: which tags name the manifest,
+    // whether the repository holds it (and a child manifest, a layer), and its name for a pull.
+    let src: {
+      upstream: string; publicName: string; tags: string[]; mediaType: string | null;
+      holdsManifest: (digest: Digest) => Promise<boolean>; holdsBlob: (digest: Digest) => Promise<boolean>;
+    };
+    const own = hostedVisible(request, name, q(request, 'upstream'));
+    if (own !== null && hostedView) {
+      const held = await hostedView.manifest(own, d.digest);
+      if (!held) throw registryError('MANIFEST_UNKNOWN', `${d.digest} is not in hosted repository ${own}`);
+      src = {
+        upstream: HOSTED, publicName: own, mediaType: held.mediaType,
+        tags: (await hostedView.tags(own)).filter((t) => t.digest === d.digest).map((t) => t.tag),
+        holdsManifest: async (c) => (await hostedView.manifest(own, c)) !== null,
+        holdsBlob: (c) => hostedView.holdsBlob(own, c),
+      };
+    } else {
+      const routed = routeVisible(request, name, q(request, 'upstream'));
+      const { upstream } = routed;
+      // Shown only for a manifest this repository holds (linked to it, or a tag of it points at it),
+      // as the registry serves a cached digest only to a repository it belongs to.
+      const detail = await inventory().detail(routed.requested, upstream.name).catch(() => null);
+      const tags = detail?.tags.filter((t) => t.digest === d.digest).map((t) => t.tag) ?? [];
+      const linked = await app.mirror.meta.getLink(upstream.name, routed.name, d.digest);
+      if (!linked && tags.length === 0) throw registryError('MANIFEST_UNKNOWN', `${d.digest} is not cached for ${name}`);
+      const record = await app.mirror.meta.getManifest(d.digest);
+      src = {
+        upstream: upstream.name, publicName: app.router.publicName(upstream.name, routed.name), tags, mediaType: record?.mediaType ?? null,
+        holdsManifest: async (c) => (await app.mirror.meta.getLink(upstream.name, routed.name, c).catch(() => null)) !== null,
+        holdsBlob: async (c) => (await app.driver.statBlob(c).catch(() => null)) !== null,
+      };
+    }
+    const { tags, publicName } = src;
     const bytes = await app.driver.readBlobBuffer(d.digest);
     if (!bytes) throw registryError('MANIFEST_UNKNOWN', `${d.digest} is not in the store`);
     if (bytes.length > MAX_VIEW_BYTES) throw registryError('MANIFEST_INVALID', 'manifest too large to show');
-    const shape = manifestShape(bytes, record?.mediaType ?? null);
+    const shape = manifestShape(bytes, src.mediaType);
     let config = null;
     if (shape.config && (shape.kind === 'image' || shape.kind === 'artifact') && shape.config.size <= MAX_VIEW_BYTES) {
       const c = checkDigest(shape.config.digest);
@@ -260,21 +336,27 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
     }
     const cachedLayers = await Promise.all(shape.layers.map(async (l) => {
       const c = checkDigest(l.digest);
-      return c.ok ? (await app.driver.statBlob(c.digest as Digest).catch(() => null)) !== null : false;
+      return c.ok ? src.holdsBlob(c.digest) : false;
     }));
     // A platform links to its own page when this repository holds it too.
     const children = await Promise.all(shape.platforms.map(async (p) => {
       const c = checkDigest(p.digest);
-      return c.ok ? (await app.mirror.meta.getLink(upstream.name, routed.name, c.digest).catch(() => null)) !== null : false;
+      return c.ok ? src.holdsManifest(c.digest) : false;
     }));
+    // The referrers API is the hosted registry's; a mirror keeps no referrers of its own.
+    const referrers = own !== null && hostedView ? await hostedView.referrers(own, d.digest) : null;
+    const subjectDigest = shape.subject ? checkDigest(shape.subject.digest) : null;
+    const subjectHeld = subjectDigest?.ok ? await src.holdsManifest(subjectDigest.digest) : false;
     const base = new URL(app.config.http.publicUrl ?? `${request.protocol}://${request.host}`);
-    const publicName = app.router.publicName(upstream.name, routed.name);
     return {
       repository: publicName,
-      upstream: upstream.name,
+      upstream: src.upstream,
+      hosted: own !== null,
+      referrers,
       digest: d.digest,
       tags,
       ...shape,
+      subject: shape.subject ? { ...shape.subject, cached: subjectHeld } : null,
       platforms: shape.platforms.map((p, i) => ({ ...p, cached: children[i] ?? false })),
       layers: shape.layers.map((l, i) => ({ ...l, cached: cachedLayers[i] ?? false })),
       imageConfig: config,
@@ -297,6 +379,23 @@ export async function uiApiRoutes(app: FastifyInstance, opts: UiApiOptions): Pro
         const c = checkDigest(r);
         if (!c.ok) throw registryError('DIGEST_INVALID', c.reason);
       } else if (!isValidTag(r)) throw registryError('TAG_INVALID', `"${r}" is not a valid tag`);
+    }
+    const own = hostedVisible(request, name, upstreamName);
+    if (own !== null && hostedView) {
+      // The hosted registry's own delete rules: a tag delete drops the tag, a digest delete the
+      // manifest with its tags; storage.deleteEnabled and a delete rule for the pushed name.
+      if (!app.config.storage.deleteEnabled) throw registryError('UNSUPPORTED', 'deleting is off (storage.deleteEnabled is false)');
+      if (!policy.canDelete(principal, own)) throw registryError('DENIED', `you may not delete in ${own} (auth.policy needs a delete rule for you or one of your roles)`);
+      const plan = await hostedView.plan(own, refs);
+      const note = 'hosted content is not fetched again: what is deleted is gone until it is pushed again; blobs stay while another manifest uses them, and garbage collection removes the rest after its grace period';
+      if (dryRun) return { dryRun: true, hosted: true, ...plan, note };
+      const results = [];
+      for (const r of refs) {
+        const deleted = await hostedView.delete(own, r);
+        results.push({ reference: r, deleted });
+        if (deleted) auditRequest(request, 'ui.delete', `${own}${looksLikeDigest(r) ? '@' : ':'}${r}`, { hosted: true });
+      }
+      return { dryRun: false, hosted: true, results, kept: plan.kept };
     }
     const routed = routeVisible(request, name, upstreamName);
     if (!app.config.storage.deleteEnabled) throw registryError('UNSUPPORTED', 'deleting is off (storage.deleteEnabled is false)');

@@ -38,6 +38,8 @@ export interface ManifestShape {
   /** Sum of the config and layers (an image), or of the listed manifests (an index). */
   size: number;
   annotations: Record<string, string>;
+  /** The manifest this one refers to (`subject`: a signature's image), when it names one. */
+  subject: LayerEntry | null;
 }
 
 type Json = Record<string, unknown>;
@@ -83,7 +85,8 @@ export function manifestShape(bytes: Buffer, storedType: string | null): Manifes
   const config = descriptor(doc['config']);
   const layers = (Array.isArray(doc['layers']) ? doc['layers'] : []).map(descriptor).filter((l): l is LayerEntry => l !== null);
   const size = platforms.length > 0 ? platforms.reduce((a, p) => a + p.size, 0) : layers.reduce((a, l) => a + l.size, config?.size ?? 0);
-  return { kind: classify(mediaType, artifactType, config, platforms, Object.keys(doc).length === 0), mediaType, artifactType, platforms, config, layers, size, annotations };
+  const subject = descriptor(doc['subject']);
+  return { kind: classify(mediaType, artifactType, config, platforms, Object.keys(doc).length === 0), mediaType, artifactType, platforms, config, layers, size, annotations, subject };
 }
 
 function classify(mediaType: string, artifactType: string | null, config: LayerEntry | null, platforms: PlatformEntry[], empty: boolean): ManifestKind {

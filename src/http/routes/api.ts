@@ -27,6 +27,11 @@ export async function apiRoutes(app: FastifyInstance): Promise<void> {
     }));
     return { upstreams };
   });
+  /**
+   * Fills in progress in this process: manifest, tag and blob fetches from upstream, a blob's
+   * bytes done / announced, and `clients`, how many clients read a blob fill now.
+   */
+  app.get('/fills', async () => ({ fills: app.mirror.status().fills }));
   // Pre-warm entries and "run now" (src/http/routes/prewarm.ts), inside this scope so the hooks above apply.
   await app.register(prewarmRoutes);
   // Cache figures, GC and purge (src/http/routes/cache.ts), likewise under the admin policy.

@@ -17,6 +17,8 @@ interface Me {
   admin: boolean;
   deleteEnabled: boolean;
   upstreams: string[];
+  /** Some `repositories` rule makes names hosted (pushed here). */
+  hosted: boolean;
 }
 
 /** Repositories per page: the server describes only these (each is a few record reads). */
@@ -133,6 +135,9 @@ function errorBox(err: unknown): HTMLElement {
   return h('p', { class: 'error', role: 'alert' }, err instanceof Error ? err.message : String(err));
 }
 
+/** The `upstream` the UI's JSON gives a hosted repository (src/ui/hosted-view.ts). */
+const HOSTED = '(hosted)';
+
 function repoLink(name: string, upstream: string): string {
   return `#/repository/${encodeURIComponent(name)}?upstream=${encodeURIComponent(upstream)}`;
 }
@@ -236,7 +241,8 @@ async function repositories(params: URLSearchParams): Promise<void> {
   const upstreams = me?.upstreams ?? [];
   const select = h('select', { id: 'repo-upstream', name: 'upstream' },
     h('option', { value: '' }, 'all upstreams'),
-    ...upstreams.map((u) => h('option', { value: u, selected: u === upstream }, u))) as HTMLSelectElement;
+    ...upstreams.map((u) => h('option', { value: u, selected: u === upstream }, u)),
+    me?.hosted === true ? h('option', { value: HOSTED, selected: upstream === HOSTED }, 'hosted (pushed here)') : null) as HTMLSelectElement;
   const form = h('form', { class: 'search', role: 'search', onsubmit: (e: Event) => {
     e.preventDefault();
     const next = new URLSearchParams();
@@ -244,21 +250,22 @@ async function repositories(params: URLSearchParams): Promise<void> {
     if (select.value) next.set('upstream', select.value);
     location.hash = `#/repositories${next.size > 0 ? `?${next.toString()}` : ''}`;
   } }, h('label', { for: 'repo-search', class: 'muted' }, 'Search'), input,
-  upstreams.length > 1 ? h('label', { for: 'repo-upstream', class: 'muted' }, 'Upstream') : null, upstreams.length > 1 ? select : null,
+  upstreams.length > 1 || me?.hosted === true ? h('label', { for: 'repo-upstream', class: 'muted' }, 'Upstream') : null, upstreams.length > 1 || me?.hosted === true ? select : null,
   h('button', { type: 'submit' }, 'Search'));
   render(
     h('h1', {}, 'Repositories'),
     form,
-    h('p', { class: 'muted' }, `${page.total} cached repositories${query ? ' match' : ''}`),
+    h('p', { class: 'muted' }, `${page.total} ${me?.hosted === true ? '' : 'cached '}repositories${query ? ' match' : ''}`),
     page.repositories.length === 0 ? h('p', {}, 'Nothing cached yet.') :
       h('div', { class: 'scroll' }, h('table', { 'data-test': 'repositories' },
-        h('thead', {}, h('tr', {}, h('th', {}, 'Repository'), h('th', { class: 'hide-narrow' }, 'Upstream'), h('th', { class: 'num' }, 'Tags'), h('th', { class: 'num' }, 'Size'), h('th', { class: 'hide-narrow' }, 'Last pulled'))),
-        h('tbody', {}, ...page.repositories.map((r) => h('tr', {},
-          h('td', {}, h('a', { href: repoLink(String(r['repository']), String(r['upstream'])) }, String(r['repository'])), r['pinned'] === true ? badge('pinned', 'ok') : null),
-          h('td', { class: 'hide-narrow' }, String(r['upstream'])),
+        h('thead', {}, h('tr', {}, h('th', {}, 'Repository'), h('th', { class: 'hide-narrow' }, 'Upstream'), h('th', { class: 'num' }, 'Tags'), h('th', { class: 'num' }, 'Size'), h('th', { class: 'hide-narrow' }, 'Last pulled / pushed'))),
+        h('tbody', {}, ...page.repositories.map((r) => h('tr', { 'data-repository': String(r['repository']) },
+          h('td', {}, h('a', { href: repoLink(String(r['repository']), String(r['upstream'])) }, String(r['repository'])),
+            r['hosted'] === true ? badge('hosted', 'ok') : null, r['pinned'] === true ? badge('pinned', 'ok') : null),
+          h('td', { class: 'hide-narrow' }, r['hosted'] === true ? h('span', { class: 'muted' }, 'none (pushed here)') : String(r['upstream'])),
           h('td', { class: 'num' }, String(r['tags'])),
           h('td', { class: 'num' }, bytes(r['bytes'])),
-          h('td', { class: 'hide-narrow' }, when(r['lastPulled']))))))),
+          h('td', { class: 'hide-narrow' }, r['hosted'] === true ? `pushed ${when(r['lastPushed'])}` : when(r['lastPulled']))))))),
     h('div', { class: 'pager' },
       last ? h('button', { type: 'button', onclick: () => history.back() }, 'Previous') : null,
       page.next ? h('a', { class: 'button', href: `#/repositories?${new URLSearchParams({ ...(query ? { q: query } : {}), ...(upstream ? { upstream } : {}), last: page.next }).toString()}` }, 'Next page') : null),
@@ -269,6 +276,7 @@ async function repository(name: string, params: URLSearchParams): Promise<void> 
   const upstream = params.get('upstream') ?? '';
   const r = await api<Json>(`/repository?${new URLSearchParams({ name, ...(upstream ? { upstream } : {}) }).toString()}`);
   const tags = r['tags'] as Json[];
+  const hosted = r['hosted'] === true;
   const canDelete = r['canDelete'] === true;
   const selected = new Set<string>();
   const status = h('div', { 'aria-live': 'polite' });
@@ -287,7 +295,9 @@ async function repository(name: string, params: URLSearchParams): Promise<void> 
         h('ul', { class: 'list' }, ...refs.map((x) => h('li', {}, h('code', {}, x)))),
         kept.length > 0 ? h('div', {}, h('p', {}, 'The tags go, but content they point at stays where something else holds it:'),
           h('ul', { class: 'list', 'data-test': 'kept' }, ...kept.map((k) => h('li', {}, h('code', {}, k.reference), ` — ${k.reasons.join('; ')}`)))) : null,
-        h('p', { class: 'muted' }, 'Layers that another cached image uses are always kept. The mirror fetches deleted content again on the next pull.'),
+        h('p', { class: 'muted', 'data-test': 'delete-note' }, hosted
+          ? 'This repository is hosted here: nothing fetches deleted tags again, they are gone until pushed again. Layers another manifest uses stay; garbage collection removes what nothing references after its grace period.'
+          : 'Layers that another cached image uses are always kept. The mirror fetches deleted content again on the next pull.'),
         h('div', { class: 'row' },
           h('button', { type: 'button', class: 'danger', 'data-test': 'confirm-delete', onclick: () => void run(refs) }, `Delete ${refs.length}`),
           h('button', { type: 'button', onclick: () => status.replaceChildren() }, 'Cancel')));
@@ -311,11 +321,14 @@ async function repository(name: string, params: URLSearchParams): Promise<void> 
   render(
     h('p', {}, h('a', { href: '#/repositories' }, '← Repositories')),
     h('h1', {}, String(r['repository'])),
-    h('p', { class: 'muted' }, `${String(r['upstream'])} · ${tags.length} tags · ${bytes(r['bytes'])} · last pulled ${when(r['lastPulled'])}`, r['pinned'] === true ? badge('pinned', 'ok') : null),
+    hosted
+      ? h('p', { class: 'muted' }, badge('hosted', 'ok'), ` pushed here · ${tags.length} tags · ${bytes(r['bytes'])} · last pushed ${when(r['lastPushed'])}`)
+      : h('p', { class: 'muted' }, `${String(r['upstream'])} · ${tags.length} tags · ${bytes(r['bytes'])} · last pulled ${when(r['lastPulled'])}`, r['pinned'] === true ? badge('pinned', 'ok') : null),
     canDelete ? h('div', { class: 'row' }, deleteButton) : null,
     status,
     h('div', { class: 'scroll' }, h('table', { 'data-test': 'tags' },
-      h('thead', {}, h('tr', {}, canDelete ? h('th', {}, h('span', { class: 'muted' }, 'Select')) : null, h('th', {}, 'Tag'), h('th', {}, 'Kind'), h('th', { class: 'hide-narrow' }, 'Platforms'), h('th', { class: 'num' }, 'Size'), h('th', { class: 'hide-narrow' }, 'Last pulled'), h('th', { class: 'hide-narrow' }, 'Checked upstream'))),
+      h('thead', {}, h('tr', {}, canDelete ? h('th', {}, h('span', { class: 'muted' }, 'Select')) : null, h('th', {}, 'Tag'), h('th', {}, 'Kind'), h('th', { class: 'hide-narrow' }, 'Platforms'), h('th', { class: 'num' }, 'Size'),
+        ...(hosted ? [h('th', { class: 'hide-narrow' }, 'Pushed')] : [h('th', { class: 'hide-narrow' }, 'Last pulled'), h('th', { class: 'hide-narrow' }, 'Checked upstream')]))),
       h('tbody', {}, ...tags.map((t) => {
         const tag = String(t['tag']);
         const box = canDelete ? h('input', { type: 'checkbox', id: `sel-${tag}`, 'aria-label': `select ${tag}`, onchange: (e: Event) => {
@@ -330,8 +343,8 @@ async function repository(name: string, params: URLSearchParams): Promise<void> 
           h('td', {}, kindBadge(String(t['kind']))),
           h('td', { class: 'hide-narrow' }, ...(t['platforms'] as string[]).map((p) => badge(p))),
           h('td', { class: 'num' }, bytes(t['imageSize'] ?? t['size'])),
-          h('td', { class: 'hide-narrow' }, when(t['lastPulled'])),
-          h('td', { class: 'hide-narrow' }, when(t['lastChecked'])));
+          ...(hosted ? [h('td', { class: 'hide-narrow' }, when(t['pushedAt']))]
+            : [h('td', { class: 'hide-narrow' }, when(t['lastPulled'])), h('td', { class: 'hide-narrow' }, when(t['lastChecked']))]));
       })))),
     r['truncated'] === true ? h('p', { class: 'muted' }, 'Only the first 500 tags are shown.') : null,
   );
@@ -349,16 +362,22 @@ async function manifest(spec: string, params: URLSearchParams): Promise<void> {
   const layers = m['layers'] as Json[];
   const cfg = m['imageConfig'] as Json | null;
   const pull = m['pull'] as Record<string, string>;
+  const referrers = m['referrers'] as Json[] | null;
+  const subject = m['subject'] as Json | null;
   const dl = (pairs: [string, Child][]): HTMLElement => h('dl', { class: 'kv' }, ...pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
   render(
     h('p', {}, h('a', { href: repoLink(repo, up) }, `← ${repo}`)),
-    h('h1', {}, `${repo}@${shortDigest(m['digest'])}`),
+    h('h1', {}, `${repo}@${shortDigest(m['digest'])}`, m['hosted'] === true ? badge('hosted', 'ok') : null),
     dl([
       ['Kind', badge(String(m['kind']))],
       ['Media type', h('code', {}, String(m['mediaType']))],
       ['Digest', h('code', {}, String(m['digest']))],
       ['Tags', (m['tags'] as string[]).join(', ') || '–'],
       ['Size', bytes(m['size'])],
+      ...(m['artifactType'] ? [['Artifact type', h('code', {}, String(m['artifactType']))] as [string, Child]] : []),
+      ...(subject ? [['Refers to', subject['cached'] === true
+        ? h('a', { href: manifestLink(repo, up, String(subject['digest'])), 'data-test': 'subject' }, h('code', {}, shortDigest(subject['digest'])))
+        : h('code', { 'data-test': 'subject' }, shortDigest(subject['digest']))] as [string, Child]] : []),
     ]),
     h('h2', {}, 'Pull'),
     h('div', { 'data-test': 'pull' }, ...Object.entries(pull).map(([client, cmd]) => h('div', { class: 'row' }, h('span', { class: 'badge' }, client), h('code', {}, cmd), copyButton(cmd, `copy the ${client} command`)))),
@@ -389,6 +408,16 @@ async function manifest(spec: string, params: URLSearchParams): Promise<void> {
           h('td', {}, h('code', {}, shortDigest(l['digest'])), l['cached'] === true ? null : badge('not cached')),
           h('td', { class: 'hide-narrow' }, h('code', {}, String(l['mediaType'] ?? ''))),
           h('td', { class: 'num' }, bytes(l['size'])))))))) : null,
+    referrers !== null ? h('section', {},
+      h('h2', {}, 'Referrers'),
+      referrers.length === 0 ? h('p', { class: 'muted' }, 'Nothing in this repository refers to this manifest (no signatures, SBOMs or attestations pushed for it).') :
+        h('div', { class: 'scroll' }, h('table', { 'data-test': 'referrers' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'Artifact type'), h('th', {}, 'Digest'), h('th', { class: 'num' }, 'Size'), h('th', { class: 'hide-narrow' }, 'Annotations'))),
+          h('tbody', {}, ...referrers.map((x) => h('tr', {},
+            h('td', {}, h('code', {}, String(x['artifactType'] ?? x['mediaType']))),
+            h('td', {}, h('a', { href: manifestLink(repo, up, String(x['digest'])) }, h('code', {}, shortDigest(x['digest'])))),
+            h('td', { class: 'num' }, bytes(x['size'])),
+            h('td', { class: 'hide-narrow' }, ...Object.entries(x['annotations'] as Record<string, string>).map(([k, v]) => h('div', {}, h('code', {}, `${k}=${v}`)))))))))) : null,
     cfg && (cfg['history'] as Json[]).length > 0 ? h('section', {},
       h('h2', {}, 'History'),
       h('ol', { class: 'list', 'data-test': 'history' }, ...(cfg['history'] as Json[]).map((s) => h('li', {}, h('code', {}, String(s['createdBy'] || '(no command)')), s['emptyLayer'] === true ? badge('no layer') : null)))) : null,
