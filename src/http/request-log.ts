@@ -42,9 +42,9 @@ export function installRequestLog(app: FastifyInstance): void {
     request.logNote = note;
     withRequestNote(note, done);
   });
-  app.addHook('onSend', async (request, reply, payload) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     request.bytesSent = payloadBytes(request, reply, payload);
-    return payload;
+    done(null, payload);
   });
 }
 
