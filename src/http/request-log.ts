@@ -72,7 +72,7 @@ type LogArgs = [unknown, ...unknown[]];
  * message alone, `child`, a level change, route-level options) makes the real child and hands it
  * over.
  */
-class RequestLogger {
+export class RequestLogger {
   private real: Logger | null = null;
   constructor(
     private readonly parent: Logger,
