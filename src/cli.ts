@@ -10,6 +10,8 @@
  * Exit codes: 0 ok, 1 failed (a sentence on stderr, no stack), 2 usage, 75 pre-warm deferred,
  * 78 bad config (EX_CONFIG).
  */
+// First: keeps the young generation small while the rest loads (src/startup-heap.ts).
+import { restoreHeapGrowth } from './startup-heap.js';
 import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { ConfigError } from './config/errors.js';
@@ -36,6 +38,7 @@ const serveCommand: Command = {
   async run(args, io) {
     const config = await loadCommandConfig(args, io);
     await runServe(config, createLogger(config.log));
+    restoreHeapGrowth(); // listening: start-up is over
     return -1; // keep running
   },
 };
@@ -158,6 +161,7 @@ async function main(argv: string[], io: Io): Promise<number> {
     }
     throw new UsageError(null, `unknown command "${cmd}"`);
   }
+  if (found.command !== serveCommand) restoreHeapGrowth();
   const parsed = parseArgs(found.command, found.rest);
   if (parsed === null) {
     io.out.write(helpText(found.command));

@@ -21,22 +21,48 @@ export function commonHeaders(_app: FastifyInstance, reply: FastifyReply): Recor
 /** Methods kept as metric labels; anything else a client sends is counted as `other`. */
 const METHOD_LABELS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * Already counted. A hijacked reply (blobs) is recorded by its route when the stream ends,
+     * and Fastify still runs onResponse for it: without this each blob counted twice.
+     */
+    metricsRecorded: boolean | undefined;
+  }
+}
+
+interface RequestLabels {
+  /** For the duration histogram. */
+  labels: { method: string; route: string };
+  /** For the request counter. */
+  withStatus: { method: string; route: string; status: string };
+}
+
 /**
- * Requests already counted. A hijacked reply (blobs) is recorded by its route when the stream
- * ends, and Fastify still runs onResponse for it: without this each blob counted twice.
+ * The label objects of each method/route/status seen, made once (a bounded set: the methods
+ * above, the route labels, the status codes), instead of two new objects per request.
  */
-const recorded = new WeakSet<FastifyRequest>();
+const labelCache = new Map<string, RequestLabels>();
+
+function requestLabels(method: string, route: string, status: number): RequestLabels {
+  const key = `${method} ${route} ${status}`;
+  let l = labelCache.get(key);
+  if (l === undefined) {
+    l = { labels: { method, route }, withStatus: { method, route, status: String(status) } };
+    labelCache.set(key, l);
+  }
+  return l;
+}
 
 /**
  * Count the request and write its access line, once. Body bytes are `request.bytesSent`: measured
  * by onSend, or counted by the blob route for a hijacked reply as it writes.
  */
 export function recordRequest(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, status: number): void {
-  if (recorded.has(request)) return;
-  recorded.add(request);
-  const route = request.routeLabel ?? 'other';
-  const labels = { method: METHOD_LABELS.has(request.method) ? request.method : 'other', route };
-  app.metrics.httpRequests.inc({ ...labels, status: String(status) });
+  if (request.metricsRecorded === true) return;
+  request.metricsRecorded = true;
+  const { labels, withStatus } = requestLabels(METHOD_LABELS.has(request.method) ? request.method : 'other', request.routeLabel ?? 'other', status);
+  app.metrics.httpRequests.inc(withStatus);
   const started = request.startedAt;
   const seconds = started !== undefined ? Number(process.hrtime.bigint() - started) / 1e9 : 0;
   if (started !== undefined) app.metrics.httpDuration.observe(labels, seconds);
@@ -48,13 +74,24 @@ export function installHooks(app: FastifyInstance, extraHeaders: Record<string, 
   installRequestLog(app);
   app.decorateRequest('routeLabel', undefined);
   app.decorateRequest('startedAt', undefined);
-  app.addHook('onRequest', async (request, reply) => {
+  app.decorateRequest('metricsRecorded', undefined);
+  // Callback hooks, not async ones: an async hook costs a promise (and the request note's
+  // AsyncLocalStorage hook on it) per request for work that never waits.
+  const extra = Object.entries(extraHeaders);
+  app.addHook('onRequest', (request, reply, done) => {
     request.startedAt = process.hrtime.bigint();
     reply.header(API_VERSION_HEADER, 'registry/2.0');
-    for (const [k, v] of Object.entries(extraHeaders)) reply.header(k, v);
+    for (const [k, v] of extra) reply.header(k, v);
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
-    recordRequest(app, request, reply, reply.statusCode);
+  app.addHook('onResponse', (request, reply, done) => {
+    try {
+      recordRequest(app, request, reply, reply.statusCode);
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
+    done();
   });
 
   app.setNotFoundHandler(async (request, reply) => {
