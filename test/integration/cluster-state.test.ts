@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { buildImage, dockerHubRateLimit, fetchBlob, fetchManifest, pushImage, startProcess, type BuiltImage } from '../helpers/index.js';
-import { metric, startCluster, type ClusterRig, type Replica } from './cluster-support.js';
+import { metric, sharedRgw, startCluster, type ClusterRig, type Replica } from './cluster-support.js';
 
 const TAG_TTL_MS = 8_000;
 let cluster: ClusterRig;
@@ -18,6 +18,7 @@ let replicas: Replica[];
 before(async () => {
   cluster = await startCluster({
     replicas: 3,
+    storage: sharedRgw,
     upstream: { tagTtl: `${TAG_TTL_MS / 1000}s` },
     // The same registry under a second name whose tags stay fresh for the whole run.
     extraUpstreams: [{ name: 'ghcr.io', tagTtl: '1h' }],
