@@ -223,6 +223,8 @@ export interface ClusterRig {
   store: SharedStore;
   replicas: Replica[];
   secret: string;
+  /** The config every replica shares (upstreams, storage, redis, cluster.secret): a command beside them runs with it. */
+  config: Record<string, unknown>;
   /** Start one more replica like the others (say `id` to reuse a name). */
   addReplica(id?: string): Promise<Replica>;
   stop(): Promise<void>;
@@ -243,25 +245,26 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterRig> {
     const prefix = `t${randomBytes(4).toString('hex')}`;
     const replicas: Replica[] = [];
     let n = 0;
+    const config: Record<string, unknown> = {
+      upstreams: [
+        upstreamOverride(opts.upstreamUrl ?? rig.proxy.url, opts.upstream ?? {}),
+        ...(opts.extraUpstreams ?? []).map((u) => ({ url: rig.proxy.url, ...u })),
+      ],
+      storage: store.config,
+      redis: { url: redis.url, prefix },
+      cluster: { secret },
+      log: { level: 'warn' },
+      ...opts.config,
+    };
     const addReplica = async (wanted?: string): Promise<Replica> => {
       const id = wanted ?? `r${++n}`;
-      const r = await startReplica(id, {
-        upstreams: [
-          upstreamOverride(opts.upstreamUrl ?? rig.proxy.url, opts.upstream ?? {}),
-          ...(opts.extraUpstreams ?? []).map((u) => ({ url: rig.proxy.url, ...u })),
-        ],
-        storage: store.config,
-        redis: { url: redis.url, prefix },
-        cluster: { replicaId: id, secret },
-        log: { level: 'warn' },
-        ...opts.config,
-      });
+      const r = await startReplica(id, { ...config, cluster: { replicaId: id, secret } });
       replicas.push(r);
       cleanups.push(() => r.stop());
       return r;
     };
     for (let i = 0; i < opts.replicas; i++) await addReplica();
-    return { rig, redis, store, replicas, secret, addReplica, stop };
+    return { rig, redis, store, replicas, secret, config, addReplica, stop };
   } catch (err) {
     await stop();
     throw err;
