@@ -5,6 +5,7 @@
 //                               [--only cold,blob,manifest] [--no-direct] [--out FILE]
 //   node dist/test/bench/run.js --soak [--seconds N] [--connections N] [--cold N]   (soak.ts)
 //   node dist/test/bench/run.js --s3 [--rounds N] [--blob-mib N] [--seconds N]     (s3.ts)
+//   node dist/test/bench/run.js --replicas [--only cold,startup] [--objects N]      (replicas.ts)
 //
 // Everything it starts (Distribution ×2, Berth, nginx, load generators) runs on free loopback
 // ports as child processes and is stopped at the end, on an error, and on Ctrl-C.
@@ -26,6 +27,7 @@ import {
 import type { OnceResult, PullResult, ThroughputResult } from './load-client.js';
 import { runSoak } from './soak.js';
 import { runS3Bench } from './s3.js';
+import { runReplicaBench } from './replicas.js';
 import { MiB, summarize, fmt, fmtSummary, ratio, ratioValue, type Summary } from './stats.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -64,6 +66,7 @@ const USAGE = `usage: npm run bench [-- options]
   --out FILE          where the report goes (default docs/benchmarks.md; quick: dist/bench/)
   --soak              the soak instead: mixed warm load, then a cold fan-out (see test/bench/soak.ts)
   --s3                Berth vs Distribution, both on S3 (a Ceph RGW), warm blob GB/s (see test/bench/s3.ts)
+  --replicas          2 Berth replicas vs 2 Distribution proxies on one RGW bucket: cold upstream bytes; start-up with 100,000 objects (test/bench/replicas.ts)
 `;
 
 function parseArgs(argv: string[]): Options {
@@ -665,7 +668,9 @@ const entry = process.argv.includes('--soak')
   ? runSoak(process.argv.slice(2))
   : process.argv.includes('--s3')
     ? runS3Bench(process.argv.slice(2))
-    : main().then(() => 0);
+    : process.argv.includes('--replicas')
+      ? runReplicaBench(process.argv.slice(2))
+      : main().then(() => 0);
 entry.then(
   (code) => process.exit(code),
   (err: unknown) => {
