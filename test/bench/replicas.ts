@@ -66,7 +66,7 @@ const log = (msg: string): void => {
 
 const CLIENTS = 32;
 /** How long a start may take before the figure is given up. */
-const START_LIMIT_MS = 900_000;
+const START_LIMIT_MS = 1_800_000;
 
 /** 32 concurrent GETs through the balancer, each body hashed; throws on any wrong answer. */
 async function coldGets(balancer: Balancer, path: string, digest: string, size: number): Promise<number> {

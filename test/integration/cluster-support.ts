@@ -202,7 +202,7 @@ async function startReplica(id: string, config: Record<string, unknown>): Promis
     const proc = await startProcess(process.execPath, ['dist/src/cli.js', 'serve'], {
       env: { BERTH_CONFIG: file, BERTH_CLUSTER_ADVERTISE_URL: url },
       readyUrl: `${url}/healthz`,
-      readyTimeoutMs: 15_000,
+      readyTimeoutMs: 45_000,
     });
     return {
       id, url, proc,
