@@ -5,7 +5,7 @@
  * argument prints the usage and exits 2 instead of doing something else. The commands build what
  * they need through the composition root (src/app/): `serve` (src/app/serve.ts), `worker` and
  * `prewarm` (workers/commands.ts), `gc` (src/app/gc.ts), `cache ls|purge` (src/app/cache-command.ts);
- * `config check` and `healthcheck` are here.
+ * `cluster rebuild` (src/app/cluster-command.ts); `config check` and `healthcheck` are here.
  *
  * Exit codes: 0 ok, 1 failed (a sentence on stderr, no stack), 2 usage, 75 pre-warm deferred,
  * 78 bad config (EX_CONFIG).
@@ -20,6 +20,7 @@ import { createLogger } from './log.js';
 import { CONFIG_OPTION, UsageError, helpText, loadCommandConfig, parseArgs, type Command, type Io } from './app/args.js';
 import { StartupError } from './app/errors.js';
 import { cacheCommands } from './app/cache-command.js';
+import { clusterCommands } from './app/cluster-command.js';
 import { gcCommand } from './app/gc.js';
 import { runServe } from './app/serve.js';
 import { localProbeDispatcher } from './http/tls.js';
@@ -94,7 +95,7 @@ const healthcheckCommand: Command = {
   },
 };
 
-const commands: Command[] = [serveCommand, ...prewarmCommands, gcCommand, ...cacheCommands, configCheckCommand, healthcheckCommand];
+const commands: Command[] = [serveCommand, ...prewarmCommands, gcCommand, ...cacheCommands, ...clusterCommands, configCheckCommand, healthcheckCommand];
 
 /** package.json's version: dist/src/cli.js and src/cli.ts are both two levels below it. */
 function version(): string {

@@ -41,13 +41,18 @@ export interface TagChecks {
   waitFor(upstream: string, name: string, tag: string, after: number, ms: number): Promise<TagCheck | null>;
 }
 
+/** The part of a tag's Redis keys after `tag:` / `tag-lock:` (also what `berth cluster rebuild` seeds). */
+export function tagCheckId(upstream: string, name: string, tag: string): string {
+  return `${encodeURIComponent(upstream)}/${name}:${tag}`;
+}
+
 const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 export class RedisTagChecks implements TagChecks {
   constructor(private readonly redis: ClusterRedis, private readonly replicaId: string) {}
 
   private keys(upstream: string, name: string, tag: string): { check: string; lock: string } {
-    const id = `${encodeURIComponent(upstream)}/${name}:${tag}`;
+    const id = tagCheckId(upstream, name, tag);
     return { check: this.redis.key('tag', id), lock: this.redis.key('tag-lock', id) };
   }
 

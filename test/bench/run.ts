@@ -2,11 +2,12 @@
 // on loopback, in one run, targets alternating round by round. See docs/benchmarks.md.
 //
 //   node dist/test/bench/run.js [--quick] [--rounds N] [--blob-mib N] [--link-mib-s N]
-//                               [--only cold,blob,manifest,push] [--no-direct] [--out FILE]
+//                               [--only cold,blob,manifest,scale,push] [--no-direct] [--out FILE]
 //   node dist/test/bench/run.js --soak [--seconds N] [--connections N] [--cold N]   (soak.ts)
 //   node dist/test/bench/run.js --s3 [--rounds N] [--blob-mib N] [--seconds N]     (s3.ts)
 //   node dist/test/bench/run.js --scale [--quick] [--sizes N,N] [--seconds N]       (scale.ts)
 //   node dist/test/bench/run.js --push [--rounds N] [--blob-mib N] [--concurrent N] (push.ts)
+//   node dist/test/bench/run.js --replicas [--only cold,startup] [--objects N]      (replicas.ts)
 //
 // Everything it starts (Distribution ×2, Berth, nginx, load generators) runs on free loopback
 // ports as child processes and is stopped at the end, on an error, and on Ctrl-C.
@@ -30,6 +31,7 @@ import { runSoak } from './soak.js';
 import { runS3Bench } from './s3.js';
 import { measureScale, renderScale, runScale, scaleDefaults } from './scale.js';
 import { measurePush, pushTables, runPushBench, type PushOptions, type PushResults } from './push.js';
+import { runReplicaBench } from './replicas.js';
 import { MiB, summarize, fmt, fmtSummary, ratio, ratioValue, type Summary } from './stats.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -70,6 +72,7 @@ const USAGE = `usage: npm run bench [-- options]
   --s3                Berth vs Distribution, both on S3 (a Ceph RGW), warm blob GB/s (see test/bench/s3.ts)
   --scale             the scale section alone: start-up, RSS, GC and manifests at 10k/100k blobs (scale.ts)
   --push              only the push section: pushes into a hosted repository vs Distribution 2.8 (see test/bench/push.ts)
+  --replicas          2 Berth replicas vs 2 Distribution proxies on one RGW bucket: cold upstream bytes; start-up with 100,000 objects (test/bench/replicas.ts)
 `;
 
 function parseArgs(argv: string[]): Options {
@@ -688,6 +691,7 @@ async function writeReport(file: string, section: string, name = 'bench'): Promi
 
 const entry = process.argv.includes('--soak') ? runSoak(process.argv.slice(2))
   : process.argv.includes('--s3') ? runS3Bench(process.argv.slice(2))
+  : process.argv.includes('--replicas') ? runReplicaBench(process.argv.slice(2))
   : process.argv.includes('--scale') ? runScale(process.argv.slice(2))
   : process.argv.includes('--push') ? runPushBench(process.argv.slice(2))
   : main().then(() => 0);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { startBalancer, type Balancer } from '../helpers/balancer.js';
 import { ctrPull, readDirImage, registriesConf, skopeoCopy, startContainerd, startPodman, writeHostsToml } from '../helpers/clients.js';
 import { buildImage, makeTempDir, pushImage, removeTempDir, requireBinary, type BuiltImage } from '../helpers/index.js';
-import { startCluster, type ClusterRig } from './cluster-support.js';
+import { sharedRgw, startCluster, type ClusterRig } from './cluster-support.js';
 
 let cluster: ClusterRig;
 let balancer: Balancer;
@@ -17,7 +17,7 @@ let img: BuiltImage;
 
 before(async () => {
   requireBinary('skopeo', 'skopeo');
-  cluster = await startCluster({ replicas: 2, upstream: { tagTtl: '1h' } });
+  cluster = await startCluster({ replicas: 2, upstream: { tagTtl: '1h' }, storage: sharedRgw });
   balancer = await startBalancer(cluster.replicas.map((r) => r.url.replace('http://', '')));
   work = await makeTempDir('cluster-clients');
   img = buildImage({ seed: 'cluster-skopeo', layers: [4096, 300_000, 2_000_000] });

@@ -1,6 +1,8 @@
 // The replicas' config: cluster.* from YAML and BERTH_CLUSTER_* variables, what is refused at
 // load (an advertised replica without its secret or Redis), and the secret masked when printed.
-// No servers: parseConfig is loadConfig without the disk checks.
+// No servers: parseConfig is loadConfig without the disk checks; `berth cluster rebuild`'s refusals
+// run the CLI.
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError } from '../../src/config/errors.js';
@@ -46,4 +48,17 @@ test('cluster.secret is masked when the config is printed', () => {
   assert.ok(!printed.includes(SECRET), 'the secret is not printed');
   assert.match(printed, /"secret":"\*\*\*"/);
   assert.match(printed, /"advertiseUrl":"http:\/\/a:5000"/);
+});
+
+test('berth cluster rebuild without redis.url says there is nothing to rebuild (exit 78); an unknown flag is a usage error', () => {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BERTH_') && !k.startsWith('REGISTRY_')));
+  const none = spawnSync(process.execPath, ['dist/src/cli.js', 'cluster', 'rebuild'], { env, encoding: 'utf8' });
+  assert.equal(none.status, 78, none.stderr);
+  assert.match(none.stderr, /redis\.url is not set/);
+  const bad = spawnSync(process.execPath, ['dist/src/cli.js', 'cluster', 'rebuild', '--force'], { env, encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /unknown option "--force"/);
+  const help = spawnSync(process.execPath, ['dist/src/cli.js', 'cluster', 'rebuild', '--help'], { env, encoding: 'utf8' });
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /--dry-run/);
 });

@@ -1,21 +1,22 @@
 // One upstream download per blob across replicas: two Berth processes share one store and one
 // Redis; the first to miss leads (a Redis lease), the other streams the leader's bytes over the
-// internal endpoint as they arrive. Upstream blob GETs are counted at the fault proxy; every body
-// is hashed; the owner is SIGKILLed mid-download to show the lease lapsing and nothing unverified
-// landing in the store.
+// internal endpoint as they arrive. The store is a bucket on a real Ceph RGW. Upstream blob GETs
+// are counted at the fault proxy, the replicas' requests to the store at a counting relay (one
+// multipart upload per blob: the joiner never uploads a copy); every body is hashed; the owner is
+// SIGKILLed mid-download to show the lease lapsing and nothing unverified landing in the bucket.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { buildLargeBlobImage, drip, pushImage, type BuiltLayer } from '../helpers/index.js';
-import { metric, startCluster, type ClusterRig, type Replica } from './cluster-support.js';
+import { metric, sharedRgw, startCluster, uploadsOf, type ClusterRig, type Replica } from './cluster-support.js';
 
 const MiB = 1024 * 1024;
 
 let cluster: ClusterRig;
 
 before(async () => {
-  cluster = await startCluster({ replicas: 2, upstream: { tagTtl: '1h' } });
+  cluster = await startCluster({ replicas: 2, upstream: { tagTtl: '1h' }, storage: sharedRgw });
 });
 
 after(async () => {
@@ -48,6 +49,22 @@ async function pull(url: string, dispatcher: Agent): Promise<Pulled> {
   } catch (err) {
     return { status, bytes, digest: '', firstByteAt, doneAt: Date.now(), error: (err as Error).message };
   }
+}
+
+function s3(): NonNullable<ClusterRig['store']['s3']> {
+  const store = cluster.store.s3;
+  assert.ok(store, 'the replicas run on the RGW bucket');
+  return store;
+}
+
+function blobKey(digest: string): string {
+  return `${s3().prefix}/blobs/sha256/${digest.slice('sha256:'.length)}`;
+}
+
+/** Multipart uploads still open under a blob's key. */
+async function openUploads(digest: string): Promise<number> {
+  const { ceph, bucket } = s3();
+  return (await ceph.listMultipartUploads(bucket)).filter((u) => u.key === blobKey(digest)).length;
 }
 
 /** What the shared store holds under this digest, each with what its bytes hash to. */
@@ -102,6 +119,11 @@ test('32 concurrent cold GETs of one 64 MiB blob split 16/16 over two replicas: 
     assert.equal(local, 30, 'the other 30 clients joined a fill on their own replica');
     const copies = await storedCopies(layer.digest);
     assert.deepEqual(copies.map((c) => c.ok), [true], 'one stored copy, and it verifies');
+    // The joiner copied the fill into a spool of its own; its commit found the owner's object and
+    // uploaded nothing: one multipart upload created and completed under the key, no single PUT.
+    const uploads = uploadsOf(s3().requests, blobKey(layer.digest));
+    assert.deepEqual(uploads, { puts: 0, created: 1, completed: 1 }, `one upload of the blob in all (${JSON.stringify(uploads)})`);
+    assert.equal(await openUploads(layer.digest), 0, 'no multipart upload left open');
     console.log(`# 2 replicas × 16 clients × 64 MiB: download ${downloadEnd} ms, last first byte A ${firstA} ms, B ${firstB} ms, ` +
       `last client done ${Math.max(...results.map((r) => r.doneAt)) - t0} ms`);
   } finally {
@@ -140,8 +162,14 @@ test('the owner SIGKILLed at about half of the download: the next pull succeeds,
     const gets = rig.proxy.requests.filter((r) => r.kind === 'blob' && r.method === 'GET').length;
     assert.ok(gets <= 2, `at most 2 upstream GETs in all (saw ${gets})`);
     const copies = await storedCopies(layer.digest);
-    assert.ok(copies.length === 1 && copies.every((c) => c.ok), `only a verified copy under the digest (${JSON.stringify(copies)})`);
-    console.log(`# owner killed at 50 %: next pull took ${Date.now() - t} ms, ${gets} upstream GETs in all`);
+    assert.ok(copies.length === 1 && copies.every((c) => c.ok), `only a verified copy under the bucket key (${JSON.stringify(copies)})`);
+    // The dead owner's multipart upload was never completed: at most it is left open (GC's staging
+    // sweep aborts it); the survivor's upload is the one completed.
+    const uploads = uploadsOf(s3().requests, blobKey(layer.digest));
+    assert.equal(uploads.completed + uploads.puts, 1, `one completed upload under the key (${JSON.stringify(uploads)})`);
+    const open = await openUploads(layer.digest);
+    assert.ok(open <= 1, `only the dead owner's upload can be left open (${open})`);
+    console.log(`# owner killed at 50 %: next pull took ${Date.now() - t} ms, ${gets} upstream GETs in all; uploads ${JSON.stringify(uploads)}, ${open} left open`);
   } finally {
     await agent.close();
     rig.proxy.setRules([]);

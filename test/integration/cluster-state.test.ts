@@ -1,15 +1,22 @@
 // What replicas share through Redis besides blob fills: tag freshness (one revalidation HEAD per
 // tag across the cluster), an upstream's 429 (every replica holds back its GETs), and removals
-// (a purge on one replica is seen by all within a second); and what happens when Redis goes away
-// and comes back (cached pulls never fail, nothing in the store is corrupt). Three Berth child
-// processes on one store and one real Redis; upstream requests counted at the fault proxy.
+// (a purge on one replica is seen by all within a second); what happens when Redis goes away
+// and comes back (cached pulls never fail, nothing in the store is corrupt); and `berth cluster
+// rebuild` seeding a flushed Redis from the bucket. Three Berth child processes on one bucket of a
+// real Ceph RGW and one real Redis; upstream requests counted at the fault proxy.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { stringify } from 'yaml';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { buildImage, dockerHubRateLimit, fetchBlob, fetchManifest, pushImage, startProcess, type BuiltImage } from '../helpers/index.js';
-import { metric, startCluster, type ClusterRig, type Replica } from './cluster-support.js';
+import { buildImage, dockerHubRateLimit, fetchBlob, fetchManifest, makeTempDir, pushImage, removeTempDir, startProcess, type BuiltImage } from '../helpers/index.js';
+import { metric, sharedRgw, startCluster, type ClusterRig, type Replica } from './cluster-support.js';
 
 const TAG_TTL_MS = 8_000;
 let cluster: ClusterRig;
@@ -18,6 +25,7 @@ let replicas: Replica[];
 before(async () => {
   cluster = await startCluster({
     replicas: 3,
+    storage: sharedRgw,
     upstream: { tagTtl: `${TAG_TTL_MS / 1000}s` },
     // The same registry under a second name whose tags stay fresh for the whole run.
     extraUpstreams: [{ name: 'ghcr.io', tagTtl: '1h' }],
@@ -124,6 +132,63 @@ test('a purge on replica A: within 1 s replica B serves nothing stale', async ()
     const m = await fetchManifest(r.url, 'ghcr.io/org/purged', 'v1');
     assert.equal(m.status, 200);
     assert.equal(m.digest, second.manifestDigest, `replica ${r.id} serves the tag as upstream has it now`);
+  }
+});
+
+/** `berth cluster rebuild` with the replicas' config; its JSON report. */
+async function rebuild(dryRun: boolean): Promise<Record<string, unknown>> {
+  const dir = await makeTempDir('cluster-rebuild');
+  try {
+    const file = join(dir, 'berth.yaml');
+    await writeFile(file, stringify(cluster.config));
+    const { stdout } = await promisify(execFile)(process.execPath, ['dist/src/cli.js', 'cluster', 'rebuild', '--json', ...(dryRun ? ['--dry-run'] : []), '--config', file]);
+    return JSON.parse(stdout) as Record<string, unknown>;
+  } finally {
+    await removeTempDir(dir);
+  }
+}
+
+test('Redis flushed, then `berth cluster rebuild`: the tag check one replica made is seeded from the bucket, and another replica answers the tag with no upstream HEAD', async () => {
+  const [a, b] = replicas as [Replica, Replica];
+  const seeded = await push('library/rebuilt', 'v1', 'cluster-rebuild-1');
+  const control = await push('library/rebuilt', 'v2', 'cluster-rebuild-2');
+  // Both tags cached, and remembered by both A and B.
+  for (const r of [a, b]) {
+    for (const [tag, img] of [['v1', seeded], ['v2', control]] as const) assert.equal((await fetchManifest(r.url, 'library/rebuilt', tag)).digest, img.manifestDigest);
+  }
+  await sleep(TAG_TTL_MS + 300);
+  // A revalidates both (its HEADs); the checks go to the tag records in the bucket and to Redis.
+  cluster.rig.resetProxy();
+  for (const tag of ['v1', 'v2']) assert.equal((await fetchManifest(a.url, 'library/rebuilt', tag)).status, 200);
+  assert.equal(manifestRequests('HEAD'), 2);
+  const redis = new Redis(cluster.redis.url);
+  try {
+    assert.equal(await redis.flushall(), 'OK');
+    // The control: without the rebuild, B's own copy of v2 is past tagTtl and nothing tells it A checked.
+    cluster.rig.resetProxy();
+    assert.equal((await fetchManifest(b.url, 'library/rebuilt', 'v2')).digest, control.manifestDigest);
+    assert.equal(manifestRequests('HEAD'), 1, 'with Redis flushed, B revalidates the tag A checked');
+    const dry = await rebuild(true);
+    assert.equal(dry['dryRun'], true);
+    assert.ok((dry['tagChecksSeeded'] as number) >= 1, `the dry run counts v1 (${JSON.stringify(dry)})`);
+    assert.deepEqual(await redis.keys('*:cluster:tag:*rebuilt:v1'), [], 'the dry run wrote nothing');
+    const report = await rebuild(false);
+    assert.equal(report['dryRun'], false);
+    assert.ok((report['tagChecksSeeded'] as number) >= 1, `v1 is seeded (${JSON.stringify(report)})`);
+    assert.ok((report['tagChecksNewerInRedis'] as number) >= 1, 'v2, which B checked after the flush, is left as Redis has it');
+    assert.ok((report['tagRecordsExpired'] as number) >= 1, 'tags last checked before tagTtl (by the earlier tests) are not seeded');
+    assert.equal((await redis.keys('*:cluster:tag:*rebuilt:v1')).length, 1, 'the check of v1 is back in Redis');
+    cluster.rig.resetProxy();
+    for (const r of [b, a, replicas[2] as Replica]) {
+      const m = await fetchManifest(r.url, 'library/rebuilt', 'v1');
+      assert.equal(m.status, 200);
+      assert.equal(m.digest, seeded.manifestDigest);
+    }
+    assert.equal(manifestRequests('HEAD'), 0, 'no upstream HEAD: B adopted the seeded check');
+    assert.equal(manifestRequests('GET'), 0);
+    console.log(`# cluster rebuild: ${report['tagRecords']} tag records read, ${report['tagChecksSeeded']} seeded in ${report['ms']} ms`);
+  } finally {
+    redis.disconnect();
   }
 });
 
