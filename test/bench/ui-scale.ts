@@ -124,7 +124,7 @@ export async function measureUiScale(o: UiScaleOptions): Promise<UiScaleResult> 
     const pages = [
       { label: 'first catalog page (25 rows)', path: '/repositories?n=25' },
       { label: 'a page further on (`last` cursor at the middle)', path: `/repositories?n=25&last=${encodeURIComponent(mid)}` },
-      { label: 'search (`q=app07`, matched anywhere in the name)', path: '/repositories?n=25&q=app07' },
+      { label: 'search (`q=app004`: 100 matches, matched anywhere in the name)', path: '/repositories?n=25&q=app004' },
       { label: `repository page (${o.tags} tags)`, path: `/repository?name=${encodeURIComponent(uiRepoName(4242 % o.repos))}&upstream=${UI_UPSTREAM}` },
     ].map((p) => ({ ...p, ms: [] as number[] }));
     for (const p of pages) await getJson(`${api}${p.path}`); // each path once untimed
@@ -147,13 +147,14 @@ function quantile(values: readonly number[], q: number): number {
   return v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))] as number;
 }
 
-/** The report: one row per page, medians and p90, the 300 ms target as a ratio (p90 ÷ 300 ms). */
+/** The report: one row per page, medians and p90, the 300 ms target as ratios (median and p90 ÷ 300 ms). */
 export function renderUiScale(r: UiScaleResult): string {
   const o = r.options;
   const rows = r.pages.map((p) => {
     const med = quantile(p.ms, 0.5);
     const p90 = quantile(p.ms, 0.9);
-    return `| ${p.label} | ${fmt(med, 1)} | ${fmt(p90, 1)} | ${fmt(Math.min(...p.ms), 1)}–${fmt(Math.max(...p.ms), 1)} | ${fmt(p90 / TARGET_MS)}× | ${p90 < TARGET_MS ? 'met' : 'not met'} |`;
+    const verdict = p90 < TARGET_MS ? 'met' : med < TARGET_MS ? 'median met, p90 not' : 'not met';
+    return `| ${p.label} | ${fmt(med, 1)} | ${fmt(p90, 1)} | ${fmt(Math.min(...p.ms), 1)}–${fmt(Math.max(...p.ms), 1)} | ${fmt(med / TARGET_MS)}× / ${fmt(p90 / TARGET_MS)}× | ${verdict} |`;
   });
   return [
     `## UI at scale (${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}; ${o.repos.toLocaleString('en-US')} repositories × ${o.tags} tags = ${(o.repos * o.tags).toLocaleString('en-US')} tags, ${o.samples} samples per page)`,
@@ -161,7 +162,7 @@ export function renderUiScale(r: UiScaleResult): string {
     `Seeding ${fmt(r.seedMs / 1000, 1)} s; Berth start → \`/healthz\` ${fmt(r.startMs, 0)} ms; first catalog request after start ${fmt(r.firstRequestMs, 0)} ms.`,
     `Load average at the end ${r.loadAvg.map((x) => fmt(x)).join(' / ')}.`,
     '',
-    `| page (\`/ui/api\`) | median ms | p90 ms | min–max ms | p90 ÷ ${TARGET_MS} ms target | < ${TARGET_MS} ms (issue 15) |`,
+    `| page (\`/ui/api\`) | median ms | p90 ms | min–max ms | median / p90 ÷ ${TARGET_MS} ms target | < ${TARGET_MS} ms (issue 15) |`,
     '|---|---|---|---|---|---|',
     ...rows,
     '',
@@ -182,6 +183,10 @@ export async function runUiScale(argv: string[]): Promise<number> {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
+    if (a === '--help' || a === '-h') {
+      process.stdout.write(USAGE);
+      return 0;
+    }
     if (a === '--ui' || a === '--quick') continue;
     const n = Number(v);
     if (a === '--out' && v !== undefined) out = v;
