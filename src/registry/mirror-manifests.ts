@@ -30,6 +30,13 @@ import type { ManifestRef, ManifestResult } from './repository.js';
 import type { Routed } from './routing.js';
 
 /**
+ * Size of every entry in the count-bounded caches below: bounded by `maxSize` in entries rather
+ * than `max`, because lru-cache allocates the whole of `max` up front (several MiB for these at
+ * idle) while a `maxSize` bound grows with what is cached.
+ */
+const one = (): number => 1;
+
+/**
  * Replicas: how long a replica waits for another's revalidation of the same tag before it asks
  * upstream itself (as long as that replica's lock lasts, cluster-tags.ts).
  */
@@ -57,11 +64,11 @@ export class MirrorManifests {
     sizeCalculation: (v) => v.bytes.length + 200,
   });
   /** Upstream 404s remembered for `notFoundTtl`: key → until (ms since epoch). */
-  private readonly notFound = new LRUCache<string, number>({ max: 10_000 });
+  private readonly notFound = new LRUCache<string, number>({ maxSize: 10_000, sizeCalculation: one });
   /** Repository links already on disk (upstream|name|digest): a warm hit must not write a file. */
-  private readonly linked = new LRUCache<string, true>({ max: 100_000 });
+  private readonly linked = new LRUCache<string, true>({ maxSize: 100_000, sizeCalculation: one });
   /** Stale answers already logged, once per tag and cause until the tag revalidates again. */
-  private readonly staleLogged = new LRUCache<string, true>({ max: 10_000 });
+  private readonly staleLogged = new LRUCache<string, true>({ maxSize: 10_000, sizeCalculation: one });
 
   constructor(private readonly ctx: MirrorContext, private readonly scope: RepoScope) {}
 

@@ -21,6 +21,13 @@ import type { MirrorContext } from './mirror-context.js';
 import type { Routed } from './routing.js';
 import { SingleFlight } from './singleflight.js';
 
+/**
+ * Size of every entry in the count-bounded caches below: bounded by `maxSize` in entries rather
+ * than `max`, because lru-cache allocates the whole of `max` up front (several MiB for these at
+ * idle) while a `maxSize` bound grows with what is cached.
+ */
+const one = (): number => 1;
+
 /** (repository, digest) pairs known to be held: about 100 bytes each, so at most ~20 MiB. */
 const MAX_GRANTED = 200_000;
 const MAX_EXPANDED = 50_000;
@@ -39,14 +46,14 @@ const RESCAN_MS = 60_000;
 export type Holding = 'held' | 'confirmed';
 
 export class RepoScope {
-  private readonly granted = new LRUCache<string, true>({ max: MAX_GRANTED });
+  private readonly granted = new LRUCache<string, true>({ maxSize: MAX_GRANTED, sizeCalculation: one });
   /** Manifests whose references were granted to the repository (upstream|name|digest). */
-  private readonly expanded = new LRUCache<string, true>({ max: MAX_EXPANDED });
-  private readonly absent = new LRUCache<string, number>({ max: MAX_ABSENT });
+  private readonly expanded = new LRUCache<string, true>({ maxSize: MAX_EXPANDED, sizeCalculation: one });
+  private readonly absent = new LRUCache<string, number>({ maxSize: MAX_ABSENT, sizeCalculation: one });
   private readonly confirms: SingleFlight<string, boolean>;
   private readonly scans: SingleFlight<string, void>;
   /** Repository (upstream|name) → when its records were last read. */
-  private readonly scanned = new LRUCache<string, number>({ max: MAX_ABSENT });
+  private readonly scanned = new LRUCache<string, number>({ maxSize: MAX_ABSENT, sizeCalculation: one });
 
   constructor(private readonly ctx: MirrorContext) {
     this.confirms = new SingleFlight(ctx.now);

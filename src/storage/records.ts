@@ -27,6 +27,13 @@
 import { LRUCache } from 'lru-cache';
 import type { StorageDriver } from './driver.js';
 
+/**
+ * Size of every entry in the count-bounded caches below: bounded by `maxSize` in entries rather
+ * than `max`, because lru-cache allocates the whole of `max` up front (several MiB for these at
+ * idle) while a `maxSize` bound grows with what is cached.
+ */
+const one = (): number => 1;
+
 export interface TagRecord {
   digest: string;
   mediaType: string;
@@ -87,8 +94,8 @@ export type RecordInvalidation =
   | { kind: 'repo'; upstream: string; name: string };
 
 export class MetadataStore {
-  private readonly tags = new LRUCache<string, TagRecord>({ max: 10_000 });
-  private readonly manifests = new LRUCache<string, ManifestRecord>({ max: 50_000 });
+  private readonly tags = new LRUCache<string, TagRecord>({ maxSize: 10_000, sizeCalculation: one });
+  private readonly manifests = new LRUCache<string, ManifestRecord>({ maxSize: 50_000, sizeCalculation: one });
   private repos: Set<string> | null = null;
   /** Told of every removal made through this store (replicas share it); never of `dropCached`. */
   onInvalidate: ((e: RecordInvalidation) => void) | null = null;
