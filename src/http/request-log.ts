@@ -36,7 +36,10 @@ const MAX_USER_AGENT = 256;
  * handler run inside it) and measures the body of every reply that is not hijacked.
  */
 export function installRequestLog(app: FastifyInstance): void {
-  app.setChildLoggerFactory((logger, bindings, opts) => new RequestLogger(logger as Logger, bindings, opts) as unknown as FastifyBaseLogger);
+  // Only over a pino logger: an app built without one (Fastify's no-op logger) keeps its own.
+  if (typeof (app.log as Partial<Logger>).isLevelEnabled === 'function') {
+    app.setChildLoggerFactory((logger, bindings, opts) => new RequestLogger(logger as Logger, bindings, opts) as unknown as FastifyBaseLogger);
+  }
   app.decorateRequest('logNote', undefined);
   app.decorateRequest('bytesSent', undefined);
   app.addHook('onRequest', (request, _reply, done) => {

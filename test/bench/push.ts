@@ -19,7 +19,7 @@ import { request } from 'undici';
 import { seededBytes, startDistribution, type Distribution } from '../helpers/index.js';
 import { startBerthProcess, upstreamOverride, type BerthProcess } from '../helpers/berth.js';
 import { currentRss, peakRss, processTree, resetPeakRss } from './servers.js';
-import { MiB, fmt, fmtSummary, ratio, ratioValue, summarize, type Summary } from './stats.js';
+import { MiB, fmt, fmtSummary, ratio, ratioValue, summarize, walkFlags, type Summary } from './stats.js';
 
 export interface PushOptions {
   rounds: number;
@@ -61,26 +61,16 @@ function parseArgs(argv: string[]): PushOptions & { out: string } {
     process.exit(0);
   }
   const o = { rounds: 3, blobBytes: 256 * MiB, layerBytes: 16 * MiB, concurrent: 8, concBytes: 64 * MiB, out: 'dist/bench/push.md' };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--push') continue;
-    const v = argv[i + 1];
-    const num = (): number => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n <= 0) throw new Error(`${a} needs a positive whole number, got "${v ?? ''}"\n${USAGE}`);
-      i += 1;
-      return n;
-    };
-    if (a === '--rounds') o.rounds = num();
-    else if (a === '--blob-mib') o.blobBytes = num() * MiB;
-    else if (a === '--layer-mib') o.layerBytes = num() * MiB;
-    else if (a === '--concurrent') o.concurrent = num();
-    else if (a === '--conc-mib') o.concBytes = num() * MiB;
-    else if (a === '--out' && v !== undefined) {
-      o.out = v;
-      i += 1;
-    } else throw new Error(`unknown option ${a ?? ''}\n${USAGE}`);
-  }
+  walkFlags(argv, '--push', USAGE, (a, v) => {
+    if (a === '--rounds') o.rounds = v.num();
+    else if (a === '--blob-mib') o.blobBytes = v.num() * MiB;
+    else if (a === '--layer-mib') o.layerBytes = v.num() * MiB;
+    else if (a === '--concurrent') o.concurrent = v.num();
+    else if (a === '--conc-mib') o.concBytes = v.num() * MiB;
+    else if (a === '--out') o.out = v.text();
+    else return false;
+    return true;
+  });
   return o;
 }
 

@@ -19,7 +19,7 @@ import { stringify } from 'yaml';
 import { buildLargeBlobImage, drip, freePort, makeTempDir, pushImage, removeTempDir, startDistribution, startProcess } from '../helpers/index.js';
 import { startBalancer, type Balancer } from '../helpers/balancer.js';
 import { sharedRgw, startCluster, type ClusterRig } from '../integration/cluster-support.js';
-import { MiB, fmt } from './stats.js';
+import { MiB, fmt, walkFlags } from './stats.js';
 
 interface ReplicaBenchOptions {
   only: Set<'cold' | 'startup'>;
@@ -37,26 +37,17 @@ const USAGE = `usage: npm run bench -- --replicas [--only cold,startup] [--blob-
 
 function parseArgs(argv: string[]): ReplicaBenchOptions {
   const opts: ReplicaBenchOptions = { only: new Set(['cold', 'startup']), blobBytes: 64 * MiB, objects: 100_000, out: 'dist/bench/replicas.md' };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--replicas') continue;
-    const v = argv[i + 1];
-    const num = (): number => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n <= 0) throw new Error(`${a} needs a positive whole number, got "${v ?? ''}"\n${USAGE}`);
-      i += 1;
-      return n;
-    };
-    if (a === '--blob-mib') opts.blobBytes = num() * MiB;
-    else if (a === '--objects') opts.objects = num();
-    else if (a === '--out' && v !== undefined) { opts.out = v; i += 1; }
-    else if (a === '--only' && v !== undefined) {
-      const parts = v.split(',');
+  walkFlags(argv, '--replicas', USAGE, (a, v) => {
+    if (a === '--blob-mib') opts.blobBytes = v.num() * MiB;
+    else if (a === '--objects') opts.objects = v.num();
+    else if (a === '--out') opts.out = v.text();
+    else if (a === '--only') {
+      const parts = v.text().split(',');
       if (!parts.every((p) => p === 'cold' || p === 'startup')) throw new Error(`--only takes cold and/or startup\n${USAGE}`);
       opts.only = new Set(parts as ('cold' | 'startup')[]);
-      i += 1;
-    } else throw new Error(`unknown option ${a ?? ''}\n${USAGE}`);
-  }
+    } else return false;
+    return true;
+  });
   return opts;
 }
 

@@ -14,7 +14,7 @@ import { startBerthProcess, upstreamOverride, type BerthProcess } from '../helpe
 import { startCeph, type CephRgw } from '../helpers/ceph.js';
 import { runClient } from './servers.js';
 import type { ThroughputResult } from './load-client.js';
-import { MiB, fmt, fmtSummary, ratio, summarize } from './stats.js';
+import { MiB, fmt, fmtSummary, ratio, summarize, walkFlags } from './stats.js';
 
 interface S3BenchOptions {
   rounds: number;
@@ -32,22 +32,14 @@ const USAGE = `usage: npm run bench -- --s3 [--rounds N] [--blob-mib N] [--secon
 
 function parseArgs(argv: string[]): S3BenchOptions {
   const opts: S3BenchOptions = { rounds: 3, blobBytes: 64 * MiB, seconds: 3, out: 'dist/bench/s3.md' };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--s3') continue;
-    const v = argv[i + 1];
-    const num = (): number => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n <= 0) throw new Error(`${a} needs a positive whole number, got "${v ?? ''}"\n${USAGE}`);
-      i += 1;
-      return n;
-    };
-    if (a === '--rounds') opts.rounds = num();
-    else if (a === '--blob-mib') opts.blobBytes = num() * MiB;
-    else if (a === '--seconds') opts.seconds = num();
-    else if (a === '--out' && v !== undefined) { opts.out = v; i += 1; }
-    else throw new Error(`unknown option ${a ?? ''}\n${USAGE}`);
-  }
+  walkFlags(argv, '--s3', USAGE, (a, v) => {
+    if (a === '--rounds') opts.rounds = v.num();
+    else if (a === '--blob-mib') opts.blobBytes = v.num() * MiB;
+    else if (a === '--seconds') opts.seconds = v.num();
+    else if (a === '--out') opts.out = v.text();
+    else return false;
+    return true;
+  });
   return opts;
 }
 

@@ -21,7 +21,7 @@ import {
 } from '../helpers/index.js';
 import { startBerthProcess, upstreamOverride } from '../helpers/berth.js';
 import { runWrk, processTree, currentRss, type WrkResult } from './servers.js';
-import { MiB, fmt } from './stats.js';
+import { MiB, fmt, walkFlags } from './stats.js';
 
 interface SoakOptions {
   seconds: number;
@@ -39,22 +39,14 @@ const USAGE = `usage: npm run bench -- --soak [--seconds N] [--connections N] [-
 
 function parseSoakArgs(argv: string[]): SoakOptions {
   const opts: SoakOptions = { seconds: 60, connections: 500, cold: 200, out: 'dist/bench/soak.md' };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--soak') continue;
-    const v = argv[i + 1];
-    const num = (): number => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n <= 0) throw new Error(`${a} needs a positive whole number, got "${v ?? ''}"\n${USAGE}`);
-      i += 1;
-      return n;
-    };
-    if (a === '--seconds') opts.seconds = num();
-    else if (a === '--connections') opts.connections = Math.max(2, num());
-    else if (a === '--cold') opts.cold = num();
-    else if (a === '--out' && v !== undefined) { opts.out = v; i += 1; }
-    else throw new Error(`unknown soak option ${a ?? ''}\n${USAGE}`);
-  }
+  walkFlags(argv, '--soak', USAGE, (a, v) => {
+    if (a === '--seconds') opts.seconds = v.num();
+    else if (a === '--connections') opts.connections = Math.max(2, v.num());
+    else if (a === '--cold') opts.cold = v.num();
+    else if (a === '--out') opts.out = v.text();
+    else return false;
+    return true;
+  });
   return opts;
 }
 

@@ -41,3 +41,37 @@ export function ratioValue(a: Summary | undefined, b: Summary | undefined): numb
 }
 
 export const MiB = 1024 * 1024;
+
+/** A flag's value, read on demand by the section that knows the flag. */
+export interface FlagValue {
+  /** A positive whole number. */
+  num(): number;
+  text(): string;
+}
+
+/**
+ * Walks a bench section's own flags (the argv after `--<section>`): `take(flag, value)` handles
+ * one and returns false for a flag it does not know. An unknown flag or a malformed value throws
+ * with the section's usage text.
+ */
+export function walkFlags(argv: readonly string[], section: string, usage: string, take: (flag: string, value: FlagValue) => boolean): void {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (a === section) continue;
+    const v = argv[i + 1];
+    const value: FlagValue = {
+      num: () => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n <= 0) throw new Error(`${a} needs a positive whole number, got "${v ?? ''}"\n${usage}`);
+        i += 1;
+        return n;
+      },
+      text: () => {
+        if (v === undefined) throw new Error(`${a} needs a value\n${usage}`);
+        i += 1;
+        return v;
+      },
+    };
+    if (!take(a, value)) throw new Error(`unknown option ${a}\n${usage}`);
+  }
+}

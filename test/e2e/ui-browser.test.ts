@@ -21,12 +21,11 @@ import {
   type BuiltIndex, type BuiltLayer,
 } from '../helpers/index.js';
 import { startOidcProvider, type OidcProvider } from '../helpers/oidc.js';
-import { chromiumMissing, launchBrowser, VIEWPORTS, type TestBrowser } from '../helpers/browser.js';
+import { chromiumMissing, launchBrowser, screenshotEachViewport, SCREENSHOTS, VIEWPORTS, type TestBrowser } from '../helpers/browser.js';
 import { CookieSealer } from '../../src/ui/session.js';
 import type { UiSession } from '../../src/ui/context.js';
 import { imageFromLayers, pullImage, pushPullable, settle, imageDigests, type PullableImage } from '../integration/lifecycle-support.js';
 
-const OUT = process.env['BERTH_TEST_OUTPUT'] ?? join('tmp', 'test-output', 'ui');
 const SESSION_SECRET = 'ui-browser-test-session-secret-0123456789';
 
 function rawLayer(seed: string, size: number): BuiltLayer {
@@ -81,7 +80,7 @@ before(async () => {
   await op.register([`${rig.url}/ui/callback`], [`${rig.url}/ui/`]);
   tb = await launchBrowser();
   rig.defer(() => tb.close());
-  await mkdir(OUT, { recursive: true });
+  await mkdir(SCREENSHOTS, { recursive: true });
 
   // Pull through the mirror, as a client would: the index, each platform, every blob.
   const ix = await fetchManifest(rig.url, 'library/multi', '1');
@@ -123,17 +122,6 @@ async function csrfOf(page: Page): Promise<string> {
   return (JSON.parse(me.text) as { csrf: string }).csrf;
 }
 
-async function screenshot(page: Page, name: string): Promise<void> {
-  for (const [label, size] of Object.entries(VIEWPORTS)) {
-    await page.setViewportSize(size);
-    await page.waitForTimeout(50); // one layout pass after the resize
-    // Readable on a phone: the page itself never scrolls sideways (wide tables scroll in their box).
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-    assert.ok(overflow <= 1, `${name} at ${label}: the page is ${overflow}px wider than the screen`);
-    await page.screenshot({ path: join(OUT, `${name}-${size.width}x${size.height}.png`), fullPage: false });
-  }
-  await page.setViewportSize(VIEWPORTS.laptop);
-}
 
 test('login: a forged state is refused, a callback nobody started is refused, and a real login lands on the page', async () => {
   const ctx = await tb.context();
@@ -217,13 +205,13 @@ test('browse to an index pulled through the mirror: its platforms, then a platfo
   await page.getByLabel('Upstream').selectOption('docker.io');
   await page.getByLabel('Search').press('Enter');
   await page.waitForFunction(() => document.querySelectorAll('[data-test=repositories] tbody tr').length === 1);
-  await screenshot(page, 'repositories');
+  await screenshotEachViewport(page, 'repositories');
   await page.getByRole('link', { name: 'library/multi' }).click();
   await page.waitForSelector('[data-test=tags] tr[data-tag="1"]');
   const row = page.locator('[data-test=tags] tr[data-tag="1"]');
   assert.match(await row.textContent() ?? '', /index/);
   assert.match(await row.textContent() ?? '', /linux\/amd64/);
-  await screenshot(page, 'repository');
+  await screenshotEachViewport(page, 'repository');
   await row.getByRole('link', { name: '1' }).click();
   await page.waitForSelector('[data-test=platforms]');
   const platforms = await page.locator('[data-test=platforms] tbody tr').allTextContents();
@@ -232,7 +220,7 @@ test('browse to an index pulled through the mirror: its platforms, then a platfo
   assert.match(platforms.join(' '), /linux\/arm64\/v8/);
   const pull = await page.textContent('[data-test=pull]') ?? '';
   assert.ok(pull.includes(`docker pull ${new URL(rig.url).host}/library/multi:1`), pull);
-  await screenshot(page, 'manifest-index');
+  await screenshotEachViewport(page, 'manifest-index');
   // Into the first platform: its config and its layers, as stored.
   await page.locator('[data-test=platforms] tbody tr').first().getByRole('link').click();
   await page.waitForSelector('[data-test=layers]');
@@ -243,7 +231,7 @@ test('browse to an index pulled through the mirror: its platforms, then a platfo
   for (const [i, l] of img.layers.entries()) assert.ok(layers[i]?.includes(l.digest.slice(7, 19)), `layer ${i}`);
   assert.match(await page.textContent('[data-test=config]') ?? '', /PATH=\/usr\/local\/sbin/);
   assert.match(await page.textContent('[data-test=history]') ?? '', /layer0\/random\.bin/);
-  await screenshot(page, 'manifest-image');
+  await screenshotEachViewport(page, 'manifest-image');
   await ctx.close();
 });
 
@@ -256,7 +244,7 @@ test('multi-delete of three tags: three deletes, the tags gone, the shared layer
   await page.waitForSelector('[data-test=confirm]');
   const kept = await page.textContent('[data-test=kept]') ?? '';
   assert.match(kept, /c — its manifest stays: tag d still points at it/);
-  await screenshot(page, 'delete-confirm');
+  await screenshotEachViewport(page, 'delete-confirm');
   const auditsBefore = rig.berth.logs().filter((l) => l.includes('"action":"ui.delete"')).length;
   await page.click('[data-test=confirm-delete]');
   await page.waitForFunction(() => document.querySelectorAll('[data-test=tags] tbody tr').length === 1);
@@ -318,21 +306,21 @@ test('the overview: hit ratio as /metrics says, the upstream\'s last rate-limit 
   assert.match(progress, /of 3\.0 MiB/);
   // The page refreshes itself: the bar moves while the upstream drips.
   await page.waitForFunction(() => Number(document.querySelector('[data-test=fills] tr[data-kind=blob] [role=meter]')?.getAttribute('aria-valuenow') ?? 0) >= 20, undefined, { timeout: 10_000 });
-  await screenshot(page, 'overview-fill');
+  await screenshotEachViewport(page, 'overview-fill');
   const got = await download;
   assert.equal(got.status, 200);
   assert.equal(digestOf(got.body), slowLayer.digest);
   // Once done, the page (refreshing itself) says nothing is downloading.
   await page.waitForSelector('[data-test=fills-empty]', { timeout: 10_000 });
-  await screenshot(page, 'overview');
+  await screenshotEachViewport(page, 'overview');
   if (process.env['BERTH_UI_DOCS_SCREENSHOT'] === '1') {
-    await copyFile(join(OUT, `overview-fill-${VIEWPORTS.laptop.width}x${VIEWPORTS.laptop.height}.png`), join('docs', 'img', 'ui-overview.png'));
+    await copyFile(join(SCREENSHOTS, `overview-fill-${VIEWPORTS.laptop.width}x${VIEWPORTS.laptop.height}.png`), join('docs', 'img', 'ui-overview.png'));
   }
   // Dark mode renders too.
   const dark = await tb.context({ colorScheme: 'dark' });
   const darkPage = await login(dark, 'alice');
   await darkPage.waitForSelector('[data-test=hit-ratio-start]');
-  await darkPage.screenshot({ path: join(OUT, 'overview-dark-1280x800.png') });
+  await darkPage.screenshot({ path: join(SCREENSHOTS, 'overview-dark-1280x800.png') });
   await dark.close();
   await ctx.close();
 });
@@ -386,7 +374,7 @@ test('actions page for an admin, and logout through the provider\'s end_session'
   await page.waitForSelector('[data-test=action-result] h2');
   assert.match(await page.textContent('[data-test=action-result]') ?? '', /Purge would remove 1 repositories/);
   assert.equal((await fetchManifest(rig.url, 'library/multi', '1')).status, 200);
-  await screenshot(page, 'actions');
+  await screenshotEachViewport(page, 'actions');
 
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.waitForURL((u) => u.href.startsWith(`${op.issuer}/session/end`));

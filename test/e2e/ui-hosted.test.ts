@@ -28,9 +28,8 @@ import {
   buildImage, buildLargeBlobImage, digestOf, drip, fetchBlob, fetchManifest, pushBlob, pushImage, pushManifest,
   type BuiltLayer,
 } from '../helpers/index.js';
-import { chromiumMissing, launchBrowser, VIEWPORTS, type TestBrowser } from '../helpers/browser.js';
+import { chromiumMissing, launchBrowser, screenshotEachViewport, SCREENSHOTS, type TestBrowser } from '../helpers/browser.js';
 
-const OUT = process.env['BERTH_TEST_OUTPUT'] ?? join('tmp', 'test-output', 'ui');
 const REPO = 'ci/app';
 
 const v1 = buildImage({ seed: 'ui-hosted-v1', layers: 2 });
@@ -60,7 +59,7 @@ before(async () => {
   });
   tb = await launchBrowser();
   rig.defer(() => tb.close());
-  await mkdir(OUT, { recursive: true });
+  await mkdir(SCREENSHOTS, { recursive: true });
 
   // Plain HTTP pushes into the hosted repository: two tags, and a signature that refers to v1.
   v1Digest = await pushImage(rig.url, REPO, '1.0', v1);
@@ -90,16 +89,6 @@ async function open(hash: string): Promise<Page> {
   return page;
 }
 
-async function screenshot(page: Page, name: string): Promise<void> {
-  for (const [label, size] of Object.entries(VIEWPORTS)) {
-    await page.setViewportSize(size);
-    await page.waitForTimeout(50); // one layout pass after the resize
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-    assert.ok(overflow <= 1, `${name} at ${label}: the page is ${overflow}px wider than the screen`);
-    await page.screenshot({ path: join(OUT, `${name}-${size.width}x${size.height}.png`), fullPage: false });
-  }
-  await page.setViewportSize(VIEWPORTS.laptop);
-}
 
 async function tagsList(): Promise<string[]> {
   const r = await request(`${rig.url}/v2/${REPO}/tags/list`);
@@ -122,7 +111,7 @@ test('a hosted repository is listed with a hosted badge, its tags and size, and 
   const listed = api.repositories.find((r) => r.repository === REPO);
   assert.equal(listed?.hosted, true);
   assert.equal(listed?.bytes, blobs);
-  await screenshot(page, 'hosted-repositories');
+  await screenshotEachViewport(page, 'hosted-repositories');
 
   await row.locator('a').first().click();
   await page.waitForSelector('[data-test=tags]');
@@ -133,7 +122,7 @@ test('a hosted repository is listed with a hosted badge, its tags and size, and 
   assert.deepEqual(await rows.evaluateAll((trs) => trs.map((t) => t.getAttribute('data-tag'))), ['1.0', '2.0', 'latest']);
   assert.match(await page.locator('tr[data-tag="1.0"]').textContent() ?? '', /image/);
   assert.match(await page.locator('tr[data-tag="1.0"]').textContent() ?? '', new RegExp(v1Digest.slice(7, 19)));
-  await screenshot(page, 'hosted-repository');
+  await screenshotEachViewport(page, 'hosted-repository');
   await page.context().close();
 });
 
@@ -149,7 +138,7 @@ test('a hosted manifest shows pull commands without an upstream and its referrer
   assert.match(ref, /application\/vnd\.example\.signature/);
   assert.match(ref, /org\.example\.signed-by=release-bot/);
   assert.match(ref, new RegExp(sigDigest.slice(7, 19)));
-  await screenshot(page, 'hosted-manifest');
+  await screenshotEachViewport(page, 'hosted-manifest');
   if (process.env['BERTH_UI_DOCS_SCREENSHOT'] === '1') {
     // The whole page, down to the referrers.
     await page.evaluate(() => window.scrollTo(0, 0));
@@ -177,7 +166,7 @@ test('deleting a hosted tag from the page removes the tag only (the manifest sta
   assert.match(note, /hosted here/);
   const kept = await page.textContent('[data-test=kept]') ?? '';
   assert.match(kept, /2\.0 — its manifest stays: tag latest still points at it/, kept);
-  await screenshot(page, 'hosted-delete-confirm');
+  await screenshotEachViewport(page, 'hosted-delete-confirm');
   await page.click('[data-test=confirm-delete]');
   await page.waitForFunction(() => !document.querySelector('tr[data-tag="2.0"]') && document.querySelector('tr[data-tag="latest"]'));
   assert.deepEqual(await tagsList(), ['1.0', 'latest']);

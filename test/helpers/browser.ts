@@ -2,7 +2,9 @@
 // with the flags that keep it off the network and quiet on a build machine. Every request that
 // leaves loopback is aborted and remembered, so a page that tries to load a font or script from
 // the internet is seen (and fails fast instead of waiting on DNS).
+import assert from 'node:assert/strict';
 import { access } from 'node:fs/promises';
+import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -15,6 +17,24 @@ export const VIEWPORTS = {
   laptop: { width: 1280, height: 800 },
   phone: { width: 390, height: 844 },
 } as const;
+
+/** Where the UI tests save their screenshots (gitignored). */
+export const SCREENSHOTS = process.env['BERTH_TEST_OUTPUT'] ?? join('tmp', 'test-output', 'ui');
+
+/**
+ * Screenshots of the page at each viewport, saved as `<name>-<w>x<h>.png`; on a phone the page
+ * itself must never scroll sideways (wide tables scroll in their own box). Ends at the laptop size.
+ */
+export async function screenshotEachViewport(page: Page, name: string): Promise<void> {
+  for (const [label, size] of Object.entries(VIEWPORTS)) {
+    await page.setViewportSize(size);
+    await page.waitForTimeout(50); // one layout pass after the resize
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `${name} at ${label}: the page is ${overflow}px wider than the screen`);
+    await page.screenshot({ path: join(SCREENSHOTS, `${name}-${size.width}x${size.height}.png`), fullPage: false });
+  }
+  await page.setViewportSize(VIEWPORTS.laptop);
+}
 
 /** Null when Debian's chromium is not installed (the caller skips with the package name). */
 export async function chromiumMissing(): Promise<string | null> {
