@@ -1,6 +1,7 @@
 // Real clients push into a hosted repository (issue 14) and pull back byte-identical: `skopeo
 // copy` of a single image, an OCI index and a Docker manifest list from a registry into Berth,
-// then back out to a `dir:`; `podman push` and `buildah push` of images they hold; `buildah
+// then back out to a `dir:`, and pulled by a clean containerd (`ctr`, every platform) and podman;
+// `podman push` and `buildah push` of images they hold; `buildah
 // build --layers --cache-to` into a hosted cache repository and a second build on empty storage
 // with `--cache-from` that reuses the cached layer. Server-side counts (upload bytes, mounts)
 // come from Berth's own metrics and access log.
@@ -13,7 +14,7 @@ import {
   type Distribution, type BuiltImage, type BuiltIndex,
 } from '../helpers/index.js';
 import { startBerth, upstreamOverride, type BerthHandle } from '../helpers/berth.js';
-import { readDirImage, runCommand, skopeoCopy, skopeoInspect, startPodman, type Podman } from '../helpers/clients.js';
+import { readDirImage, runCommand, skopeoCopy, skopeoInspect, startContainerd, startPodman, type Podman } from '../helpers/clients.js';
 
 let source: Distribution;
 let berth: BerthHandle;
@@ -99,6 +100,39 @@ test('skopeo copy from one hosted repository to another mounts every layer (only
   assert.ok(m.body.equals(single.manifest));
   const mounts = berth.logs().filter((l) => l.includes('"blob.mount"') && l.includes('ci/copied'));
   assert.equal(mounts.length, single.layers.length, 'every layer mounted');
+});
+
+test('what skopeo pushed (an image, an OCI index, a Docker list) is pulled back by a clean containerd, every platform, and by podman', async (t) => {
+  await skopeoCopy({ src: `docker://${host(source.url)}/src/single:1.0`, dest: `docker://${host(berth.url)}/ci/clients:single` });
+  for (const tag of ['oci', 'list']) {
+    await skopeoCopy({ src: `docker://${host(source.url)}/src/multi:${tag}`, dest: `docker://${host(berth.url)}/ci/clients:${tag}`, all: true });
+  }
+  const ctrd = await startContainerd();
+  const pm = await startPodman({ registriesConf: podmanConf() });
+  t.after(async () => {
+    await ctrd.stop();
+    await pm.stop();
+  });
+  // containerd checks every digest as it fetches, so a digest in its content store is the bytes.
+  for (const [tag, root, images] of [['single', single.manifestDigest, [single]], ['oci', ociIndex.manifestDigest, ociIndex.images], ['list', dockerList.manifestDigest, dockerList.images]] as const) {
+    const ref = `${host(berth.url)}/ci/clients:${tag}`;
+    await ctrd.ctr(['images', 'pull', '--snapshotter', 'native', '--all-platforms', '--plain-http', ref], { timeoutMs: 120_000 });
+    assert.match((await ctrd.ctr(['images', 'ls'])).stdout, new RegExp(root), `${tag}: ctr lists the pushed digest`);
+    const content = (await ctrd.ctr(['content', 'ls', '-q'])).stdout;
+    for (const img of images) {
+      for (const d of [img.manifestDigest, img.configDigest, ...img.layers.map((l) => l.digest)]) assert.ok(content.includes(d), `${tag}: ctr has ${d}`);
+    }
+  }
+  await pm.podman(['pull', '--tls-verify=false', `${host(berth.url)}/ci/clients:single`], { timeoutMs: 120_000 });
+  const one = await pm.inspect(`${host(berth.url)}/ci/clients:single`);
+  assert.equal(`sha256:${one.id}`, single.configDigest);
+  assert.ok(one.repoDigests.includes(`${host(berth.url)}/ci/clients@${single.manifestDigest}`), one.repoDigests.join(', '));
+  await pm.podman(['pull', '--tls-verify=false', `${host(berth.url)}/ci/clients:list`], { timeoutMs: 120_000 });
+  const fromList = await pm.inspect(`${host(berth.url)}/ci/clients:list`);
+  const amd = dockerList.images.find((i) => i.platform.architecture === 'amd64');
+  assert.ok(amd);
+  assert.equal(`sha256:${fromList.id}`, amd.configDigest);
+  assert.ok(fromList.repoDigests.includes(`${host(berth.url)}/ci/clients@${dockerList.manifestDigest}`), fromList.repoDigests.join(', '));
 });
 
 let podman: Podman | null = null;
