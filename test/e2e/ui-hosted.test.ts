@@ -155,7 +155,7 @@ test('a hosted manifest shows pull commands without an upstream and its referrer
   await page.context().close();
 });
 
-test('deleting a hosted tag from the page removes the tag only (the manifest stays reachable by digest); a digest delete removes the manifest and its referrer entry', async () => {
+test('deleting a hosted tag from the page removes the tag only (the manifest stays reachable by digest); a digest delete removes the manifest and its referrer entry; the page deletes a selected tag\'s manifest with its tag', async () => {
   assert.deepEqual(await tagsList(), ['1.0', '2.0', 'latest']);
   const page = await open(`#/repository/${encodeURIComponent(REPO)}?upstream=${encodeURIComponent('(hosted)')}`);
   await page.waitForSelector('[data-test=tags]');
@@ -188,6 +188,19 @@ test('deleting a hosted tag from the page removes the tag only (the manifest sta
   assert.equal((await fetchManifest(rig.url, REPO, sigDigest)).status, 404);
   const referrers = await request(`${rig.url}/v2/${REPO}/referrers/${v1Digest}`);
   assert.deepEqual(((await referrers.body.json()) as { manifests: unknown[] }).manifests, []);
+  // The manifest a selected tag names, from the page: it goes with its tag; the other image stays.
+  await page.reload();
+  await page.waitForSelector('tr[data-tag="1.0"]');
+  await page.check('#sel-1\\.0');
+  await page.click('[data-test=delete-manifests]');
+  await page.waitForSelector('[data-test=confirm]');
+  assert.match(await page.textContent('#confirm-title') ?? '', /Delete 1 manifest \(with every tag that names it\)/);
+  assert.match(await page.textContent('[data-test=confirm]') ?? '', new RegExp(v1Digest));
+  await page.click('[data-test=confirm-delete]');
+  await page.waitForFunction(() => !document.querySelector('tr[data-tag="1.0"]') && document.querySelector('tr[data-tag="latest"]'));
+  assert.equal((await fetchManifest(rig.url, REPO, v1Digest)).status, 404, 'the manifest is gone by digest');
+  assert.deepEqual(await tagsList(), ['latest']);
+  assert.equal((await fetchManifest(rig.url, REPO, v2Digest)).status, 200, 'the other image stays');
   await page.context().close();
 });
 

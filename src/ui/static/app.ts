@@ -280,20 +280,25 @@ async function repository(name: string, params: URLSearchParams): Promise<void> 
   const canDelete = r['canDelete'] === true;
   const selected = new Set<string>();
   const status = h('div', { 'aria-live': 'polite' });
-  const deleteButton = h('button', { type: 'button', class: 'danger', disabled: true, 'data-test': 'delete-selected', onclick: () => void preview() }, 'Delete selected…') as HTMLButtonElement;
+  const deleteButton = h('button', { type: 'button', class: 'danger', disabled: true, 'data-test': 'delete-selected', onclick: () => void preview('tags') }, 'Delete selected…') as HTMLButtonElement;
+  // The manifests the selected tags name, by digest: each goes with every tag that names it.
+  const manifestsButton = h('button', { type: 'button', class: 'danger', disabled: true, 'data-test': 'delete-manifests', onclick: () => void preview('manifests') }, 'Delete their manifests…') as HTMLButtonElement;
+  const digestOf = new Map(tags.map((t) => [String(t['tag']), String(t['digest'])]));
   const update = (): void => {
     deleteButton.disabled = selected.size === 0;
+    manifestsButton.disabled = selected.size === 0;
     deleteButton.textContent = selected.size === 0 ? 'Delete selected…' : `Delete ${selected.size} selected…`;
   };
-  const preview = async (): Promise<void> => {
-    const refs = [...selected];
+  const preview = async (mode: 'tags' | 'manifests'): Promise<void> => {
+    const refs = mode === 'tags' ? [...selected] : [...new Set([...selected].map((t) => digestOf.get(t) ?? ''))].filter((d) => d !== '');
+    const what = mode === 'tags' ? `tag${refs.length > 1 ? 's' : ''}` : `manifest${refs.length > 1 ? 's' : ''} (with every tag that names ${refs.length > 1 ? 'them' : 'it'})`;
     try {
       const plan = await api<Json>('/delete', { method: 'POST', body: { name: r['repository'], upstream: r['upstream'], references: refs, dryRun: true } });
       const kept = plan['kept'] as { reference: string; reasons: string[] }[];
       const panel = h('section', { class: 'card confirm', role: 'alertdialog', 'aria-labelledby': 'confirm-title', 'data-test': 'confirm' },
-        h('h2', { id: 'confirm-title' }, `Delete ${refs.length} tag${refs.length > 1 ? 's' : ''} from ${String(r['repository'])}?`),
+        h('h2', { id: 'confirm-title' }, `Delete ${refs.length} ${what} from ${String(r['repository'])}?`),
         h('ul', { class: 'list' }, ...refs.map((x) => h('li', {}, h('code', {}, x)))),
-        kept.length > 0 ? h('div', {}, h('p', {}, 'The tags go, but content they point at stays where something else holds it:'),
+        kept.length > 0 ? h('div', {}, h('p', {}, mode === 'tags' ? 'The tags go, but content they point at stays where something else holds it:' : 'These go, but content they name stays where something else holds it:'),
           h('ul', { class: 'list', 'data-test': 'kept' }, ...kept.map((k) => h('li', {}, h('code', {}, k.reference), ` — ${k.reasons.join('; ')}`)))) : null,
         h('p', { class: 'muted', 'data-test': 'delete-note' }, hosted
           ? 'This repository is hosted here: nothing fetches deleted tags again, they are gone until pushed again. Layers another manifest uses stay; garbage collection removes what nothing references after its grace period.'
@@ -324,7 +329,7 @@ async function repository(name: string, params: URLSearchParams): Promise<void> 
     hosted
       ? h('p', { class: 'muted' }, badge('hosted', 'ok'), ` pushed here · ${tags.length} tags · ${bytes(r['bytes'])} · last pushed ${when(r['lastPushed'])}`)
       : h('p', { class: 'muted' }, `${String(r['upstream'])} · ${tags.length} tags · ${bytes(r['bytes'])} · last pulled ${when(r['lastPulled'])}`, r['pinned'] === true ? badge('pinned', 'ok') : null),
-    canDelete ? h('div', { class: 'row' }, deleteButton) : null,
+    canDelete ? h('div', { class: 'row' }, deleteButton, manifestsButton) : null,
     status,
     h('div', { class: 'scroll' }, h('table', { 'data-test': 'tags' },
       h('thead', {}, h('tr', {}, canDelete ? h('th', {}, h('span', { class: 'muted' }, 'Select')) : null, h('th', {}, 'Tag'), h('th', {}, 'Kind'), h('th', { class: 'hide-narrow' }, 'Platforms'), h('th', { class: 'num' }, 'Size'),
