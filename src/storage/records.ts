@@ -80,6 +80,21 @@ function digestKey(digest: string): string {
   return `${digest.slice(0, i)}/${digest.slice(i + 1)}`;
 }
 
+/** A JSON record; one that does not parse is treated as absent (the next write replaces it). */
+async function readRecord<T>(driver: StorageDriver, key: string): Promise<T | null> {
+  const buf = await driver.getMeta(key);
+  if (!buf) return null;
+  try {
+    return JSON.parse(buf.toString('utf8')) as T;
+  } catch {
+    return null;
+  }
+}
+
+function writeRecord(driver: StorageDriver, key: string, value: unknown): Promise<void> {
+  return driver.putMeta(key, Buffer.from(JSON.stringify(value)));
+}
+
 export function repoKey(upstream: string, name: string): string {
   return `repos/${encodeURIComponent(upstream)}/${name}`;
 }
@@ -124,19 +139,12 @@ export class MetadataStore {
     return this.getTag(upstream, name, tag);
   }
 
-  private async getJSON<T>(key: string): Promise<T | null> {
-    const buf = await this.driver.getMeta(key);
-    if (!buf) return null;
-    try {
-      return JSON.parse(buf.toString('utf8')) as T;
-    } catch {
-      // A record that does not parse is treated as absent; the next fill rewrites it.
-      return null;
-    }
+  private getJSON<T>(key: string): Promise<T | null> {
+    return readRecord<T>(this.driver, key);
   }
 
   private putJSON(key: string, value: unknown): Promise<void> {
-    return this.driver.putMeta(key, Buffer.from(JSON.stringify(value)));
+    return writeRecord(this.driver, key, value);
   }
 
   async getTag(upstream: string, name: string, tag: string): Promise<TagRecord | null> {
@@ -354,18 +362,12 @@ export class HostedRecords {
 
   constructor(private readonly driver: StorageDriver) {}
 
-  private async getJSON<T>(key: string): Promise<T | null> {
-    const buf = await this.driver.getMeta(key);
-    if (!buf) return null;
-    try {
-      return JSON.parse(buf.toString('utf8')) as T;
-    } catch {
-      return null;
-    }
+  private getJSON<T>(key: string): Promise<T | null> {
+    return readRecord<T>(this.driver, key);
   }
 
   private putJSON(key: string, value: unknown): Promise<void> {
-    return this.driver.putMeta(key, Buffer.from(JSON.stringify(value)));
+    return writeRecord(this.driver, key, value);
   }
 
   private base(name: string): string {
