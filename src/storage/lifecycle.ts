@@ -99,7 +99,7 @@ export class CacheLifecycle implements CacheEventsPort {
     const space = o.space ?? (() => o.driver.space());
     this.diskFull = new DiskFullMode(space, o.metrics, o.log, this.now, o.spaceRecheck ?? LIFECYCLE_DEFAULTS.spaceRecheck);
     this.usage = new UsageIndex(o.meta, o.log, this.now, o.persistAccess ?? true, (err) => this.storageFull(err, null));
-    this.graph = new ReferenceGraph(o.driver, o.log, (d) => this.usage.intern(d));
+    this.graph = new ReferenceGraph(o.driver, o.log, this.usage.table);
     this.ctx = {
       driver: o.driver, records: o.meta, metrics: o.metrics, log: o.log, now: this.now, cache: this.cache,
       usage: this.usage, graph: this.graph, evictions: { runs: 0, blobs: 0, bytes: 0, lastRunAt: null },

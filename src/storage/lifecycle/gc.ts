@@ -20,6 +20,12 @@ export interface GcOptions {
   list?: boolean;
 }
 
+/** Marks of a digest id during a collection. */
+const LIVE = 1;
+const VISITED = 2;
+const KEPT = 4;
+const DEAD = 8;
+
 /** Manifests read at once while learning the reference graph. */
 const LEARN_CONCURRENCY = 8;
 
@@ -107,80 +113,105 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
   const holds = await readHolds(records);
   report.records += await repairRecords(ctx, holds, dry);
 
-  // Mark: what tags, links and pins hold, and everything those manifests name.
-  const pace = new Pacer();
-  const live = new Set<string>(holds.pinned);
-  const visited = new Set<string>();
-  const stack: string[] = [...holds.tags.keys(), ...holds.links.keys(), ...holds.pinned];
-  for (let d = stack.pop(); d !== undefined; d = stack.pop()) {
-    if (visited.has(d)) continue;
-    await pace.tick();
-    visited.add(d);
-    live.add(d);
-    const refs = graph.refs(d);
-    if (!refs) continue;
-    for (const b of refs.blobs) live.add(b);
-    stack.push(...refs.children);
-  }
-  // Anything used since this pass began is young, whatever the grace period: a push that wrote its
-  // records after readHolds marks its content used, and the checks below see that mark.
-  const cutoff = Math.min(ctx.now() - o.graceMs, began);
-  const old = (d: string) => (usage.get(d)?.access ?? 0) < cutoff;
-  /** Run a removal, registered (synchronously, right after the last check) until it ends. */
-  const removing = async (d: string, work: () => Promise<void>): Promise<void> => {
-    const p = work();
-    ctx.removing.set(d, p.catch(() => undefined));
-    try {
-      await p;
-    } finally {
-      ctx.removing.delete(d);
-    }
-  };
-  const busy = (d: string) => ctx.cache?.filling(d) ?? false;
+  const { table } = usage;
+  // Marks per digest id (digest-table.ts), not sets of strings: one byte each for the whole pass.
+  // Ids freed meanwhile are not handed out again until it ends (pin), so a mark never lands on
+  // a digest stored during the pass; ids handed out during it have no mark (they are young).
+  table.pin();
+  try {
+    const flags = new Uint8Array(table.capacity);
+    const flag = (id: number): number => flags[id] ?? 0;
+    const pace = new Pacer();
 
-  // Sweep: unheld manifests (records first, bytes below), then blobs nothing kept names.
-  const dead = new Set<Digest>();
-  for (const d of graph.digests()) if (!live.has(d) && old(d)) dead.add(d);
-  const keptRefs = new Set<string>();
-  for (const [d, refs] of graph.entries()) {
-    await pace.tick();
-    if (dead.has(d)) continue;
-    for (const b of refs.blobs) keptRefs.add(b);
-    for (const c of refs.children) keptRefs.add(c);
-  }
-  for (const d of dead) {
-    // Checked again at the moment of removal: a push may have marked it used since.
-    if (!dry && !old(d)) {
-      dead.delete(d);
-      continue;
+    // Mark: what tags, links and pins hold, and everything those manifests name.
+    const stack: number[] = [];
+    const root = (d: string): void => {
+      const id = table.idOf(d);
+      if (id >= 0) stack.push(id);
+    };
+    for (const d of holds.tags.keys()) root(d);
+    for (const d of holds.links.keys()) root(d);
+    for (const d of holds.pinned) root(d);
+    for (let id = stack.pop(); id !== undefined; id = stack.pop()) {
+      if (flag(id) & VISITED) continue;
+      await pace.tick();
+      flags[id] = flag(id) | VISITED | LIVE;
+      graph.forEachEdge(id, (t, child) => {
+        if (child) stack.push(t);
+        else flags[t] = flag(t) | LIVE;
+      });
     }
-    report.manifests += 1;
-    if (dry) continue;
-    await removing(d, async () => {
-      await records.deleteManifest(d);
-      ctx.cache?.forget(d);
-      graph.unlearn(d);
+    // Anything used since this pass began is young, whatever the grace period: a push that wrote its
+    // records after readHolds marks its content used, and the checks below see that mark.
+    const cutoff = Math.min(ctx.now() - o.graceMs, began);
+    const old = (id: number): boolean => (usage.hasId(id) ? usage.accessOf(id) : 0) < cutoff;
+    /** Run a removal, registered (synchronously, right after the last check) until it ends. */
+    const removing = async (d: string, work: () => Promise<void>): Promise<void> => {
+      const p = work();
+      ctx.removing.set(d, p.catch(() => undefined));
+      try {
+        await p;
+      } finally {
+        ctx.removing.delete(d);
+      }
+    };
+    const busy = (d: string) => ctx.cache?.filling(d) ?? false;
+
+    // Sweep: unheld manifests (records first, bytes below), then blobs nothing kept names.
+    const dead: number[] = [];
+    graph.forEachManifestId((id) => {
+      if (!(flag(id) & LIVE) && old(id)) {
+        flags[id] = flag(id) | DEAD;
+        dead.push(id);
+      }
     });
-  }
-  // Hosted blob links (hosted.ts): a fresh one keeps its blob; the rest go with the bytes.
-  const hostedLinks = await HostedLinkSweep.read(records.hosted, cutoff, async (d) => usage.has(d) || (await ctx.driver.statBlob(d as Digest)) !== null);
-  for (const [d, e] of usage.entries()) {
-    await pace.tick();
-    if (live.has(d) || keptRefs.has(d) || busy(d)) continue;
-    if (graph.has(d) && !dead.has(d)) continue;
-    if (!dead.has(d) && !old(d)) continue;
-    if (!(await hostedLinks.mayRemove(d))) continue;
-    if (dry) {
-      report.blobs += 1;
-      report.bytes += e.size;
-      items.push({ digest: d, kind: dead.has(d as Digest) ? 'manifest' : 'blob', bytes: e.size });
-    } else {
-      // Checked again at the moment of removal (a push may have marked it used since).
-      if (!old(d)) continue;
-      await removing(d, () => hostedLinks.remove(d, () => removeBlob(ctx, d, 'gc', report)));
+    graph.forEachManifestId((id) => {
+      if (flag(id) & DEAD) return;
+      graph.forEachEdge(id, (t) => {
+        flags[t] = flag(t) | KEPT;
+      });
+    });
+    for (const id of dead) {
+      // Checked again at the moment of removal: a push may have marked it used since.
+      if (!dry && !old(id)) {
+        flags[id] = flag(id) & ~DEAD;
+        continue;
+      }
+      report.manifests += 1;
+      if (dry) continue;
+      const d = table.digest(id);
+      await removing(d, async () => {
+        await records.deleteManifest(d);
+        ctx.cache?.forget(d);
+        graph.unlearn(d);
+      });
     }
+    // Hosted blob links (hosted.ts): a fresh one keeps its blob; the rest go with the bytes.
+    const hostedLinks = await HostedLinkSweep.read(records.hosted, cutoff, async (d) => usage.has(d) || (await ctx.driver.statBlob(d as Digest)) !== null);
+    const end = table.end;
+    for (let id = 0; id < end; id++) {
+      if (!usage.hasId(id)) continue;
+      await pace.tick();
+      const f = flag(id);
+      if (f & (LIVE | KEPT)) continue;
+      if (!(f & DEAD) && (graph.isManifestId(id) || !old(id))) continue;
+      const d = table.digest(id);
+      if (busy(d) || !(await hostedLinks.mayRemove(d))) continue;
+      if (dry) {
+        const bytes = usage.sizeOf(id);
+        report.blobs += 1;
+        report.bytes += bytes;
+        items.push({ digest: d, kind: f & DEAD ? 'manifest' : 'blob', bytes });
+      } else {
+        // Checked again at the moment of removal (a push may have marked it used since).
+        if (!usage.hasId(id) || !old(id)) continue;
+        await removing(d, () => hostedLinks.remove(d, () => removeBlob(ctx, d, 'gc', report)));
+      }
+    }
+    report.records += await hostedLinks.repair(dry);
+  } finally {
+    table.unpin();
   }
-  report.records += await hostedLinks.repair(dry);
   const s = await ctx.driver.sweepStaging(o.stagingStaleAfter, dry);
   report.spoolFiles = s.files;
   report.spoolBytes = s.bytes;

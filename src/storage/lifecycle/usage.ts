@@ -4,6 +4,12 @@
  * batches (one record per first digest byte, through the records module) every few seconds and
  * on stop. A blob with no record (its access was not flushed before a crash) falls back to its
  * commit time as the driver reports it.
+ *
+ * Held compactly: each digest is an id of the shared DigestTable (digest-table.ts) and size, last
+ * access and recency order are typed arrays indexed by it, 24 bytes a blob outside V8's heap (a
+ * Map of objects keyed by digest strings was ~200 bytes a blob on the heap, and made the build's
+ * survivors grow V8's young generation). `get` and `entries` hand out BlobEntry objects made on
+ * the spot; passes over the whole index use `forEachId` and the id methods instead.
  */
 import type { Logger } from 'pino';
 import type { Digest } from '../../oci/reference.js';
@@ -11,9 +17,9 @@ import type { StorageDriver } from '../driver.js';
 import type { AccessShard, MetadataStore } from '../records.js';
 import { isNoSpace } from '../space.js';
 import { Pacer, PassStopped, YIELD_EVERY } from './batch.js';
+import { DigestTable, grown } from './digest-table.js';
 
 export interface BlobEntry {
-  /** The digest itself: the one string the index keeps for it (the graph reuses it, see intern). */
   digest: Digest;
   size: number;
   /** Last access, ms since epoch. */
@@ -27,11 +33,22 @@ export function older(a: { access: number; seq: number }, b: { access: number; s
   return a.access - b.access || a.seq - b.seq;
 }
 
+
 export class UsageIndex {
-  private readonly blobs = new Map<Digest, BlobEntry>();
+  /** The digests, as ids (shared with the reference graph). */
+  readonly table: DigestTable;
+  /** 1 for an id the index counts. */
+  private present = new Uint8Array(0);
+  private sizes = new Float64Array(0);
+  private accessAt = new Float64Array(0);
+  /** Recency order among equal times; 0 for a blob listed by resync whose order is not set yet. */
+  private seqs = new Float64Array(0);
+  private counted = 0;
   private usage = 0;
   private seq = 0;
   private readonly dirty = new Set<string>();
+  /** Access-record key of each first digest byte (sha256), as the records module names it. */
+  private readonly shardKeys: (string | undefined)[] = [];
 
   constructor(
     private readonly records: MetadataStore,
@@ -40,7 +57,19 @@ export class UsageIndex {
     private readonly persist: boolean,
     /** A flush failed because the disk is full. */
     private readonly onNoSpace: (err: Error) => void,
-  ) {}
+    table?: DigestTable,
+  ) {
+    this.table = table ?? new DigestTable();
+    this.grow(this.table.capacity);
+    this.table.onGrow((cap) => this.grow(cap));
+  }
+
+  private grow(cap: number): void {
+    this.present = grown(this.present, cap);
+    this.sizes = grown(this.sizes, cap);
+    this.accessAt = grown(this.accessAt, cap);
+    this.seqs = grown(this.seqs, cap);
+  }
 
   /** Bytes stored (blobs and manifests, each counted once). */
   get bytes(): number {
@@ -48,77 +77,115 @@ export class UsageIndex {
   }
 
   get count(): number {
-    return this.blobs.size;
+    return this.counted;
   }
 
   // Lookups take any string (tag and pin records hold digests as text): a miss is the answer for
   // one that is not a digest, since keys only ever go in as parsed Digests.
   has(d: string): boolean {
-    return this.blobs.has(d as Digest);
+    return this.idOf(d) >= 0;
   }
 
   get(d: string): BlobEntry | undefined {
-    return this.blobs.get(d as Digest);
+    const id = this.idOf(d);
+    return id < 0 ? undefined : this.entryOf(id, d as Digest);
   }
 
+  /** Every entry (made on the spot: a pass over a large index should use forEachId). */
   entries(): [Digest, BlobEntry][] {
-    return [...this.blobs];
+    const out: [Digest, BlobEntry][] = [];
+    this.forEachId((id) => {
+      const d = this.table.digest(id);
+      out.push([d, this.entryOf(id, d)]);
+    });
+    return out;
   }
 
   /**
-   * The index's own string for a digest it knows (else `d`): the reference graph keeps its
-   * digests through this, so a blob's name is held once, not once per structure (about 9 MiB at
-   * 100,000 blobs).
+   * Kept for callers of the string index: the graph now holds digests as ids of the same table,
+   * so there is no string of the index's to share; returns `d`.
    */
   intern(d: Digest): Digest {
-    return this.blobs.get(d)?.digest ?? d;
+    return d;
   }
 
   /** A use: the entry becomes the most recently used. False when the index does not know it. */
   touch(d: Digest): boolean {
-    const e = this.blobs.get(d);
-    if (!e) return false;
-    e.access = this.now();
-    e.seq = ++this.seq;
-    this.dirty.add(this.records.accessShardOf(d));
+    const id = this.idOf(d);
+    if (id < 0) return false;
+    this.accessAt[id] = this.now();
+    this.seqs[id] = ++this.seq;
+    this.dirty.add(this.shardOf(id));
     return true;
   }
 
   /** A use at `at` (ms) the index heard of late (while it was being built); never moves an access back. */
   touchAt(d: Digest, at: number): boolean {
-    const e = this.blobs.get(d);
-    if (!e) return false;
-    if (at >= e.access) {
-      e.access = at;
-      e.seq = ++this.seq;
-      this.dirty.add(this.records.accessShardOf(d));
+    const id = this.idOf(d);
+    if (id < 0) return false;
+    if (at >= (this.accessAt[id] as number)) {
+      this.accessAt[id] = at;
+      this.seqs[id] = ++this.seq;
+      this.dirty.add(this.shardOf(id));
     }
     return true;
   }
 
   /** A commit (or a blob found in the store): counted, and the most recently used. */
   stored(d: Digest, size: number): void {
-    const e = this.blobs.get(d);
-    if (e) {
-      this.usage += size - e.size;
-      e.size = size;
-      e.access = this.now();
-      e.seq = ++this.seq;
+    let id = this.idOf(d);
+    if (id >= 0) {
+      this.usage += size - (this.sizes[id] as number);
     } else {
-      this.blobs.set(d, { digest: d, size, access: this.now(), seq: ++this.seq });
+      id = this.add(d);
       this.usage += size;
     }
-    this.dirty.add(this.records.accessShardOf(d));
+    this.sizes[id] = size;
+    this.accessAt[id] = this.now();
+    this.seqs[id] = ++this.seq;
+    this.dirty.add(this.shardOf(id));
   }
 
   /** Forget a blob that is being removed; returns what the index knew of it. */
   remove(d: Digest): BlobEntry | undefined {
-    const e = this.blobs.get(d);
-    if (!e) return undefined;
-    this.blobs.delete(d);
-    this.usage -= e.size;
-    this.dirty.add(this.records.accessShardOf(d));
+    const id = this.idOf(d);
+    if (id < 0) return undefined;
+    const e = this.entryOf(id, d);
+    this.dirty.add(this.shardOf(id));
+    this.drop(id);
     return e;
+  }
+
+  // ------------------------------------------------------------------ by id (passes over the index)
+
+  /** The id of a digest the index counts, or -1. */
+  idOf(d: string): number {
+    const id = this.table.idOf(d);
+    return id >= 0 && this.present[id] === 1 ? id : -1;
+  }
+
+  /** Does the index count this id? */
+  hasId(id: number): boolean {
+    return this.present[id] === 1;
+  }
+
+  sizeOf(id: number): number {
+    return this.sizes[id] ?? 0;
+  }
+
+  accessOf(id: number): number {
+    return this.accessAt[id] ?? 0;
+  }
+
+  seqOf(id: number): number {
+    return this.seqs[id] ?? 0;
+  }
+
+  /** Call `fn` with the id of every blob the index counts (ids handed out before the call). */
+  forEachId(fn: (id: number) => void): void {
+    const end = this.table.end;
+    const present = this.present;
+    for (let id = 0; id < end; id++) if (present[id] === 1) fn(id);
   }
 
   /**
@@ -128,46 +195,69 @@ export class UsageIndex {
    */
   async resync(driver: StorageDriver, stopping: () => boolean = () => false): Promise<void> {
     const pace = new Pacer();
-    // Little held per listed blob (a set of names, flat records for new ones): at 100,000 blobs
-    // a map of objects here was most of the build's peak memory.
-    const seen = new Set<Digest>();
-    const fresh: { d: Digest; size: number; mtime: number }[] = [];
-    // Sizes of blobs already counted are known (immutable): the driver need not measure them again.
-    const knownSize = (d: Digest): number | undefined => this.blobs.get(d)?.size;
-    for await (const b of driver.listBlobs({ knownSize })) {
-      if (seen.size % YIELD_EVERY === 0 && stopping()) throw new PassStopped();
-      seen.add(b.digest);
-      const e = this.blobs.get(b.digest);
-      if (e) e.size = b.size;
-      else fresh.push({ d: b.digest, size: b.size, mtime: b.storedAt ?? 0 });
-    }
-    for (const d of [...this.blobs.keys()]) {
-      await pace.tick();
-      if (!seen.has(d) && !(await driver.statBlob(d))) this.blobs.delete(d);
-    }
-    seen.clear();
-    fresh.sort((a, b) => a.mtime - b.mtime);
-    for (const f of fresh) {
-      // Committed (and counted by stored()) since the listing saw it: keep what stored() set.
-      if (!this.blobs.has(f.d)) this.blobs.set(f.d, { digest: f.d, size: f.size, access: Math.floor(f.mtime), seq: ++this.seq });
+    // One byte per id marks what the listing saw; blobs new to the index go in at once, with
+    // their commit time as last access and their order among equal times set after the listing.
+    let seen = new Uint8Array(this.table.capacity);
+    const fresh: number[] = [];
+    let listed = 0;
+    this.table.pin();
+    try {
+      // Sizes of blobs already counted are known (immutable): the driver need not measure them again.
+      const knownSize = (d: Digest): number | undefined => {
+        const id = this.idOf(d);
+        return id < 0 ? undefined : this.sizes[id];
+      };
+      for await (const b of driver.listBlobs({ knownSize })) {
+        if (listed++ % YIELD_EVERY === 0 && stopping()) throw new PassStopped();
+        let id = this.idOf(b.digest);
+        if (id < 0) {
+          id = this.add(b.digest);
+          this.accessAt[id] = Math.floor(b.storedAt ?? 0);
+          this.seqs[id] = 0;
+          fresh.push(id);
+        }
+        this.sizes[id] = b.size;
+        if (id >= seen.length) seen = grown(seen, this.table.capacity);
+        seen[id] = 1;
+      }
+      const end = this.table.end;
+      for (let id = 0; id < end; id++) {
+        if (this.present[id] !== 1 || seen[id] === 1) continue;
+        await pace.tick();
+        const d = this.table.digest(id);
+        if (this.present[id] === 1 && !(await driver.statBlob(d))) {
+          const again = this.idOf(d);
+          if (again >= 0) this.drop(again);
+        }
+      }
+    } finally {
+      // New blobs in the order they were committed (a commit since the listing set its own order);
+      // also when the listing ended early, so no counted blob is left without an order.
+      const order = Int32Array.from(fresh.filter((id) => this.present[id] === 1 && this.seqs[id] === 0));
+      order.sort((a, b) => (this.accessAt[a] as number) - (this.accessAt[b] as number));
+      for (const id of order) this.seqs[id] = ++this.seq;
+      this.table.unpin();
     }
     this.usage = 0;
-    for (const e of this.blobs.values()) this.usage += e.size;
+    this.forEachId((id) => {
+      this.usage += this.sizes[id] as number;
+    });
   }
 
   /** Load the persisted access times (a later one than the index has wins). */
   async loadAccess(): Promise<void> {
-    const loaded: [BlobEntry, number][] = [];
     for await (const rec of this.records.accessShards()) {
       for (const [d, t] of Object.entries(rec)) {
-        const e = this.blobs.get(d as Digest);
-        if (e && typeof t === 'number' && t > e.access) loaded.push([e, t]);
+        const id = this.idOf(d);
+        if (id >= 0 && typeof t === 'number' && t > (this.accessAt[id] as number)) this.accessAt[id] = t;
       }
     }
-    for (const [e, t] of loaded) e.access = t;
     // Recency order among equal times follows the loaded times.
-    const all = [...this.blobs.values()].sort(older);
-    for (const e of all) e.seq = ++this.seq;
+    const ids: number[] = [];
+    this.forEachId((id) => ids.push(id));
+    const all = Int32Array.from(ids);
+    all.sort((a, b) => (this.accessAt[a] as number) - (this.accessAt[b] as number) || (this.seqs[a] as number) - (this.seqs[b] as number));
+    for (const id of all) this.seqs[id] = ++this.seq;
   }
 
   /** Write the access records that changed since the last flush. */
@@ -176,10 +266,10 @@ export class UsageIndex {
     const shards = new Map<string, AccessShard>();
     for (const s of this.dirty) shards.set(s, {});
     this.dirty.clear();
-    for (const [d, e] of this.blobs) {
-      const rec = shards.get(this.records.accessShardOf(d));
-      if (rec) rec[d] = e.access;
-    }
+    this.forEachId((id) => {
+      const rec = shards.get(this.shardOf(id));
+      if (rec) rec[this.table.digest(id)] = this.accessAt[id] as number;
+    });
     for (const [key, rec] of shards) {
       try {
         await this.records.putAccessShard(key, rec);
@@ -193,5 +283,39 @@ export class UsageIndex {
 
   nextSeq(): number {
     return ++this.seq;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private entryOf(id: number, d: Digest): BlobEntry {
+    return { digest: d, size: this.sizes[id] as number, access: this.accessAt[id] as number, seq: this.seqs[id] as number };
+  }
+
+  private add(d: Digest): number {
+    const id = this.table.acquire(d);
+    this.present[id] = 1;
+    this.counted += 1;
+    return id;
+  }
+
+  private drop(id: number): void {
+    this.usage -= this.sizes[id] as number;
+    this.present[id] = 0;
+    this.sizes[id] = 0;
+    this.accessAt[id] = 0;
+    this.seqs[id] = 0;
+    this.counted -= 1;
+    this.table.release(id);
+  }
+
+  private shardOf(id: number): string {
+    const b = this.table.firstByte(id);
+    if (b < 0) return this.records.accessShardOf(this.table.digest(id));
+    let key = this.shardKeys[b];
+    if (key === undefined) {
+      key = this.records.accessShardOf(this.table.digest(id));
+      this.shardKeys[b] = key;
+    }
+    return key;
   }
 }
