@@ -160,9 +160,15 @@ export class CacheLifecycle implements CacheEventsPort {
     const began = this.now();
     this.indexState = 'building';
     const run = this.exclusive(async () => {
-      const missing = await scan(this.ctx, repair);
-      await this.usage.loadAccess();
-      const holds = await readHolds(this.meta);
+      // The blob listing (then the access records) and the walk over the tag and link records
+      // overlap, as in a GC pass (gc.ts).
+      const [missing, holds] = await Promise.all([
+        scan(this.ctx, repair).then(async (n) => {
+          await this.usage.loadAccess();
+          return n;
+        }),
+        readHolds(this.meta),
+      ]);
       const dangling = await repairRecords(this.ctx, holds, !repair);
       this.indexState = 'ready';
       this.indexComplete = true;

@@ -109,8 +109,13 @@ export async function collect(ctx: LifecycleContext, o: GcOptions): Promise<GcRe
   const report: GcReport = { dryRun: dry, blobs: 0, bytes: 0, manifests: 0, records: 0, spoolFiles: 0, spoolBytes: 0, ms: 0 };
   const items: GcItem[] = [];
   await graph.learned();
-  report.records += await scan(ctx, !dry);
-  const holds = await readHolds(records);
+  // The two listings overlap: the blob tree and the record tree are separate folders (or key
+  // ranges), and the walk over the records (four folders per repository) is most of a pass; one
+  // after the other, the pass waited on each in turn. Reading the holds before the scan ends is
+  // safe for the same reason reading them at all is: what is written after they are read is used
+  // after the pass began, so it is young (cutoff below).
+  const [missing, holds] = await Promise.all([scan(ctx, !dry), readHolds(records)]);
+  report.records += missing;
   report.records += await repairRecords(ctx, holds, dry);
 
   const { table } = usage;
