@@ -51,6 +51,8 @@ export class OpenAccess implements AccessController {
   private readonly deleteRuled: boolean;
   private readonly pushRuled: boolean;
   private readonly adminRuled: boolean;
+  /** Actions open to everyone here (no rule names them yet): made once, not per request. */
+  private readonly open: ReadonlySet<string>;
 
   constructor(rules: readonly PolicyRule[] = []) {
     this.policy = new AccessPolicy(rules);
@@ -60,11 +62,15 @@ export class OpenAccess implements AccessController {
     // open to everyone who reaches the port until a policy rule names `push`.
     this.pushRuled = names('push');
     this.adminRuled = names('admin');
+    this.open = new Set([...(this.deleteRuled ? [] : ['delete']), ...(this.pushRuled ? [] : ['push'])]);
   }
 
   async authorize(_input?: AuthInput, access: AccessItem[] = []): Promise<Grant> {
-    const open = new Set([...(this.deleteRuled ? [] : ['delete']), ...(this.pushRuled ? [] : ['push'])]);
-    const items = open.size === 0 ? access : access.map((i) => ({ ...i, actions: i.actions.filter((a) => !open.has(a)) }));
+    const open = this.open;
+    // A pull names no open action: the items go to the policy as they are (no copies per request).
+    const items = open.size === 0 || access.every((i) => !i.actions.some((a) => open.has(a)))
+      ? access
+      : access.map((i) => ({ ...i, actions: i.actions.filter((a) => !open.has(a)) }));
     this.policy.enforce(null, items, true);
     return { subject: null };
   }

@@ -19,8 +19,11 @@ export const ADMIN_PREFIX = '/api/v1';
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export function isAdminRequest(request: FastifyRequest): boolean {
-  const path = request.url.split('?')[0] ?? '';
+  const url = request.url;
   const route = request.routeOptions.url ?? '';
+  // Every other request (all of /v2) leaves here without splitting its URL.
+  if (!url.startsWith(ADMIN_PREFIX) && !route.startsWith(ADMIN_PREFIX)) return false;
+  const path = url.split('?')[0] ?? '';
   return path === ADMIN_PREFIX || path.startsWith(`${ADMIN_PREFIX}/`) || route.startsWith(`${ADMIN_PREFIX}/`);
 }
 
@@ -39,13 +42,23 @@ function unsupportedMediaType(reply: FastifyReply, method: string): FastifyReply
 export function installAdminGuard(app: FastifyInstance, config: BerthConfig): void {
   const open = config.auth.mode === 'none';
   const networks = compileNetworks(config.http.adminNetworks, 'http.adminNetworks');
-  app.addHook('onRequest', async (request, reply) => {
-    if (!isAdminRequest(request)) return;
+  // A callback hook: it runs on every request, and an async one would cost a promise each.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!isAdminRequest(request)) {
+      done();
+      return;
+    }
     if (open && !networks.has(request.clientIp)) {
       const allowed = networks.cidrs.length > 0 ? networks.cidrs.join(', ') : 'no network';
-      throw registryError('DENIED', `with auth.mode none the admin API answers only clients in http.adminNetworks (${allowed}); ${request.clientIp || 'this client'} is not one`);
+      done(registryError('DENIED', `with auth.mode none the admin API answers only clients in http.adminNetworks (${allowed}); ${request.clientIp || 'this client'} is not one`));
+      return;
     }
-    if (STATE_CHANGING.has(request.method) && !isJsonType(request.headers['content-type'])) return unsupportedMediaType(reply, request.method);
+    // Answered here: the hook chain ends without `done`.
+    if (STATE_CHANGING.has(request.method) && !isJsonType(request.headers['content-type'])) {
+      unsupportedMediaType(reply, request.method);
+      return;
+    }
+    done();
   });
 
   // Fastify refuses an empty body sent as JSON (400); a body-less admin call is a normal one.

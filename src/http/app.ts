@@ -113,7 +113,8 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
   for (const cidr of s.config.http.trustedProxies) addCidr(trusted, cidr);
   const hasTrusted = s.config.http.trustedProxies.length > 0;
   app.decorateRequest('clientIp', '');
-  app.addHook('onRequest', async (request) => {
+  // A callback hook: an async one costs a promise per request for work that never waits.
+  app.addHook('onRequest', (request, _reply, done) => {
     const peer = request.socket.remoteAddress ?? '';
     let ip = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
     const xff = request.headers['x-forwarded-for'];
@@ -127,6 +128,7 @@ export async function buildApp(s: AppServices): Promise<FastifyInstance> {
       }
     }
     request.clientIp = ip;
+    done();
   });
 
   // The connection cap, the admin API's fence (network, JSON only), /metrics on its own port.

@@ -23,14 +23,21 @@ function methodNotAllowed(reply: FastifyReply, method: string, why: string): Fas
 export function installCors(app: FastifyInstance, origins: string[]): void {
   const allowed = new Set(origins);
   const any = allowed.has('*');
-  app.addHook('onRequest', async (request, reply) => {
-    if (REFUSED.has(request.method)) return methodNotAllowed(reply, request.method, '');
+  // A callback hook: it runs on every request, and an async one would cost a promise each. A
+  // reply sent here ends the hook chain (no `done`).
+  app.addHook('onRequest', (request, reply, done) => {
+    if (REFUSED.has(request.method)) {
+      methodNotAllowed(reply, request.method, '');
+      return;
+    }
     const origin = request.headers.origin;
     const corsOrigin = origin !== undefined && allowed.size > 0 && (any || allowed.has(origin));
     if (!corsOrigin) {
       if (request.method === 'OPTIONS') {
-        return methodNotAllowed(reply, 'OPTIONS', allowed.size > 0 ? ' except as a CORS preflight from an origin in http.cors.origins' : ' (http.cors.origins is empty)');
+        methodNotAllowed(reply, 'OPTIONS', allowed.size > 0 ? ' except as a CORS preflight from an origin in http.cors.origins' : ' (http.cors.origins is empty)');
+        return;
       }
+      done();
       return;
     }
     reply
@@ -43,7 +50,9 @@ export function installCors(app: FastifyInstance, origins: string[]): void {
         .header('access-control-allow-methods', 'HEAD, GET, OPTIONS, DELETE')
         .header('access-control-allow-headers', 'Authorization, Accept, Cache-Control, Range, Content-Type')
         .header('access-control-max-age', '1728000');
-      return reply.code(204).send();
+      reply.code(204).send();
+      return;
     }
+    done();
   });
 }

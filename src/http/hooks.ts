@@ -5,7 +5,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isRegistryError, registryError, type RegistryError } from '../errors.js';
-import { installRequestLog, logRequest } from './request-log.js';
+import { installRequestLog, logRequest, openRequestNote } from './request-log.js';
 
 export const API_VERSION_HEADER = 'docker-distribution-api-version';
 
@@ -31,41 +31,16 @@ declare module 'fastify' {
   }
 }
 
-interface RequestLabels {
-  /** For the duration histogram. */
-  labels: { method: string; route: string };
-  /** For the request counter. */
-  withStatus: { method: string; route: string; status: string };
-}
-
 /**
- * The label objects of each method/route/status seen, made once (a bounded set: the methods
- * above, the route labels, the status codes), instead of two new objects per request.
- */
-const labelCache = new Map<string, RequestLabels>();
-
-function requestLabels(method: string, route: string, status: number): RequestLabels {
-  const key = `${method} ${route} ${status}`;
-  let l = labelCache.get(key);
-  if (l === undefined) {
-    l = { labels: { method, route }, withStatus: { method, route, status: String(status) } };
-    labelCache.set(key, l);
-  }
-  return l;
-}
-
-/**
- * Count the request and write its access line, once. Body bytes are `request.bytesSent`: measured
- * by onSend, or counted by the blob route for a hijacked reply as it writes.
+ * Count the request and write its access line, once. Body bytes are counted by the blob route
+ * for a hijacked reply as it writes, else read from the reply (request-log.ts `bodyBytes`).
  */
 export function recordRequest(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, status: number): void {
   if (request.metricsRecorded === true) return;
   request.metricsRecorded = true;
-  const { labels, withStatus } = requestLabels(METHOD_LABELS.has(request.method) ? request.method : 'other', request.routeLabel ?? 'other', status);
-  app.metrics.httpRequests.inc(withStatus);
   const started = request.startedAt;
   const seconds = started !== undefined ? Number(process.hrtime.bigint() - started) / 1e9 : 0;
-  if (started !== undefined) app.metrics.httpDuration.observe(labels, seconds);
+  app.metrics.httpRequest(METHOD_LABELS.has(request.method) ? request.method : 'other', request.routeLabel ?? 'other', status, started !== undefined ? seconds : null);
   // The access log: one line per request; headers (Authorization) are never logged.
   logRequest(request, reply, status, Math.round(seconds * 1e4) / 10);
 }
@@ -76,13 +51,14 @@ export function installHooks(app: FastifyInstance, extraHeaders: Record<string, 
   app.decorateRequest('startedAt', undefined);
   app.decorateRequest('metricsRecorded', undefined);
   // Callback hooks, not async ones: an async hook costs a promise (and the request note's
-  // AsyncLocalStorage hook on it) per request for work that never waits.
+  // AsyncLocalStorage hook on it) per request for work that never waits. One hook for the start
+  // time, the common headers and the request note: each hook is a run of Fastify's hook runner.
   const extra = Object.entries(extraHeaders);
   app.addHook('onRequest', (request, reply, done) => {
     request.startedAt = process.hrtime.bigint();
     reply.header(API_VERSION_HEADER, 'registry/2.0');
     for (const [k, v] of extra) reply.header(k, v);
-    done();
+    openRequestNote(request, done);
   });
   app.addHook('onResponse', (request, reply, done) => {
     try {

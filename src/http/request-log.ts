@@ -20,7 +20,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** This request's note (cache result, subject), shared with the layers below. */
     logNote: RequestNote | undefined;
-    /** Body bytes sent: set by onSend, or counted as they go by a route that hijacks its reply. */
+    /**
+     * Body bytes sent, counted as they go by a route that hijacks its reply; otherwise left unset
+     * and read from the reply when the access line is written (`bodyBytes`).
+     */
     bytesSent: number | undefined;
   }
 }
@@ -32,8 +35,9 @@ export const ANONYMOUS = 'anonymous';
 const MAX_USER_AGENT = 256;
 
 /**
- * Opens the request note for every request (first onRequest hook, so every later hook and the
- * handler run inside it) and measures the body of every reply that is not hijacked.
+ * The request logger and the request's fields. The note itself is opened by hooks.ts's onRequest
+ * hook (`openRequestNote`), the first hook of the /v2 path, so every later hook and the handler
+ * run inside it.
  */
 export function installRequestLog(app: FastifyInstance): void {
   // Only over a pino logger: an app built without one (Fastify's no-op logger) keeps its own.
@@ -42,24 +46,27 @@ export function installRequestLog(app: FastifyInstance): void {
   }
   app.decorateRequest('logNote', undefined);
   app.decorateRequest('bytesSent', undefined);
-  app.addHook('onRequest', (request, _reply, done) => {
-    const note: RequestNote = { reqId: String(request.id) };
-    request.logNote = note;
-    withRequestNote(note, done);
-  });
-  app.addHook('onSend', (request, reply, payload, done) => {
-    request.bytesSent = payloadBytes(request, reply, payload);
-    done(null, payload);
-  });
 }
 
-function payloadBytes(request: FastifyRequest, reply: FastifyReply, payload: unknown): number | undefined {
-  if (request.method === 'HEAD' || reply.statusCode === 304 || payload === null || payload === undefined) return 0;
-  if (typeof payload === 'string') return Buffer.byteLength(payload);
-  if (Buffer.isBuffer(payload)) return payload.length;
-  // A stream: what it announced.
+/** Open this request's note and go on (`next`) inside it. */
+export function openRequestNote(request: FastifyRequest, next: () => void): void {
+  const note: RequestNote = { reqId: String(request.id) };
+  request.logNote = note;
+  withRequestNote(note, next);
+}
+
+/**
+ * Body bytes of a reply that was not hijacked, once it is sent: none for HEAD, 304 and 204;
+ * otherwise the content-length Fastify set for a string or Buffer body (its exact byte length)
+ * or a stream announced; unknown (undefined) for a stream that announced none. Read here
+ * instead of in an onSend hook, which cost a hook run on every request for the same figure.
+ */
+export function bodyBytes(request: FastifyRequest, reply: FastifyReply, status: number): number | undefined {
+  if (request.bytesSent !== undefined) return request.bytesSent;
+  if (request.method === 'HEAD' || status === 304 || status === 204) return 0;
   const len = reply.getHeader('content-length');
-  return len !== undefined && /^\d+$/.test(String(len)) ? Number(len) : undefined;
+  if (typeof len === 'number') return len;
+  return typeof len === 'string' && /^\d+$/.test(len) ? Number(len) : undefined;
 }
 
 type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
@@ -143,7 +150,7 @@ export function logRequest(request: FastifyRequest, reply: FastifyReply, status:
     status,
     ...(note?.cache !== undefined ? { cache: note.cache } : {}),
     ...(typeof upstream === 'string' ? { upstream } : {}),
-    bytes: request.bytesSent ?? null,
+    bytes: bodyBytes(request, reply, status) ?? null,
     ms,
     ip: request.clientIp,
     userAgent: typeof ua === 'string' ? ua.slice(0, MAX_USER_AGENT) : null,
@@ -167,15 +174,28 @@ export function notingSubjects(access: AccessController): AccessController {
     if (n && g.subject) n.subject = g.subject;
     return g;
   };
+  // The wrapped functions are made once per member (and again only if the member changes), not
+  // on every call: `authorize` runs for every request.
+  const wrapped = new Map<PropertyKey, { fn: unknown; out: unknown }>();
   return new Proxy(access, {
     get(target, prop) {
       const v: unknown = Reflect.get(target, prop, target);
       if (typeof v !== 'function') return v;
+      const known = wrapped.get(prop);
+      if (known !== undefined && known.fn === v) return known.out;
       const fn = v as (...args: unknown[]) => unknown;
-      if (prop === 'authorize' || prop === 'authorizeAdmin') {
-        return async (...args: unknown[]) => note((await fn.apply(target, args)) as Grant);
-      }
-      return fn.bind(target);
+      const out = prop === 'authorize' || prop === 'authorizeAdmin'
+        ? (...args: unknown[]): Promise<Grant> => {
+          // As an async wrapper would: a synchronous throw becomes a rejection.
+          try {
+            return Promise.resolve(fn.apply(target, args) as Grant | Promise<Grant>).then(note);
+          } catch (err) {
+            return Promise.reject(err as Error);
+          }
+        }
+        : fn.bind(target);
+      wrapped.set(prop, { fn: v, out });
+      return out;
     },
   });
 }

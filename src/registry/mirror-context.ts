@@ -44,7 +44,7 @@ export class MirrorContext {
 
   /** Count a client request's cache result, and tell that request's access line (src/log.ts). */
   count(kind: CacheKind, result: CacheResult): void {
-    this.metrics.cacheRequests.inc({ kind, result });
+    this.metrics.countCache(kind, result);
     noteCacheResult(result);
   }
 

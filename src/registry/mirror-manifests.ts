@@ -70,6 +70,12 @@ export class MirrorManifests {
   /** Stale answers already logged, once per tag and cause until the tag revalidates again. */
   private readonly staleLogged = new LRUCache<string, true>({ maxSize: 10_000, sizeCalculation: one });
 
+  /**
+   * The parsed digest of each in-memory tag record, for the warm path: a record is replaced, never
+   * changed, when the tag moves, and one that leaves memory takes its entry with it.
+   */
+  private readonly tagDigests = new WeakMap<TagRecord, Digest | null>();
+
   constructor(private readonly ctx: MirrorContext, private readonly scope: RepoScope) {}
 
   /** The lifecycle layer removed (or is removing) this manifest: stop serving it from memory. */
@@ -83,13 +89,67 @@ export class MirrorManifests {
    * A manifest by tag or digest, negotiated against the client's Accept. Throws catalogued
    * errors; an upstream failure with nothing to serve is MANIFEST_UNKNOWN's family.
    */
-  async getManifest(r: Routed, ref: ManifestRef, accept: Set<string>): Promise<ManifestResult> {
+  getManifest(r: Routed, ref: ManifestRef, accept: Set<string>): Promise<ManifestResult> {
+    let warm: ManifestResult | null;
+    try {
+      warm = this.warmManifest(r, ref, accept);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return warm !== null ? Promise.resolve(warm) : this.anyManifest(r, ref, accept);
+  }
+
+  private async anyManifest(r: Routed, ref: ManifestRef, accept: Set<string>): Promise<ManifestResult> {
     try {
       return await this.negotiatedManifest(r, ref, accept);
     } catch (err) {
       if (err instanceof UpstreamError) throw toRegistryError(err, 'MANIFEST_UNKNOWN');
       throw err;
     }
+  }
+
+  /**
+   * The warm hit, answered without a promise when all it needs is in memory: a tag record checked
+   * within `tagTtl` (or a digest) whose manifest is in the hot cache, already held by this
+   * repository (mirror-scope.ts) and acceptable to the client as it is. It counts, tracks access,
+   * grants and links exactly as the async path does for the same answer (manifestByTag and
+   * resolveDigest with a hot, held manifest); anything else returns null, before any of that, and
+   * the request takes the async path. A warm hit by tag or digest was about a dozen promises
+   * through that path, each with the request note's AsyncLocalStorage hook.
+   */
+  private warmManifest(r: Routed, ref: ManifestRef, accept: Set<string>): ManifestResult | null {
+    const { ctx } = this;
+    let digest: Digest;
+    let age = 0;
+    if (ref.kind === 'tag') {
+      const rec = ctx.meta.cachedTag(r.upstream.name, r.name, ref.tag);
+      if (rec === undefined) return null;
+      age = ctx.now() - rec.checkedAt;
+      if (!(age < r.upstream.tagTtl)) return null;
+      let d = this.tagDigests.get(rec);
+      if (d === undefined) {
+        d = parseDigest(rec.digest);
+        this.tagDigests.set(rec, d);
+      }
+      if (d === null) return null;
+      digest = d;
+    } else {
+      digest = ref.digest;
+    }
+    const hot = this.manifestCache.get(digest);
+    if (hot === undefined) return null;
+    if (negotiate(hot.mediaType, accept, ref.kind === 'tag').ok !== true) return null;
+    const key = this.scope.key(r, digest);
+    if (ref.kind === 'digest' && !this.scope.holds(key)) return null;
+    ctx.hooks?.accessed(digest);
+    if (ref.kind === 'tag') {
+      ctx.decide(r, { tag: ref.tag, digest, ageMs: age, tagTtlMs: r.upstream.tagTtl }, 'tag checked within tagTtl; served from the cache, upstream not asked');
+    } else {
+      this.linkLater(r, digest, key);
+    }
+    this.scope.grantManifest(r, digest, hot.bytes, key);
+    ctx.count('manifest', 'hit');
+    return { bytes: hot.bytes, mediaType: hot.mediaType, digest, stale: false };
   }
 
   private async negotiatedManifest(r: Routed, ref: ManifestRef, accept: Set<string>): Promise<ManifestResult> {
@@ -406,10 +466,9 @@ export class MirrorManifests {
     if (stored) ctx.hooks?.stored(digest, bytes.length, 'manifest');
   }
 
-  private linkLater(r: Routed, digest: Digest): void {
+  private linkLater(r: Routed, digest: Digest, key = `${r.upstream.name}|${r.name}|${digest}`): void {
     // A manifest reached through another repository still belongs to this one (catalog). Written
     // once per (repository, digest) per process: warm hits stay free of disk writes.
-    const key = `${r.upstream.name}|${r.name}|${digest}`;
     if (this.linked.has(key)) return;
     this.linked.set(key, true);
     this.ctx.meta.link(r.upstream.name, r.name, digest, this.ctx.now()).catch((err: unknown) => {

@@ -60,8 +60,14 @@ export class RepoScope {
     this.scans = new SingleFlight(ctx.now);
   }
 
-  private key(r: Routed, digest: string): string {
+  /** The key of (repository on its upstream, digest); the same string MirrorManifests uses for its links. */
+  key(r: Routed, digest: string): string {
     return `${r.upstream.name}|${r.name}|${digest}`;
+  }
+
+  /** Already known to be held (`key` from `key()`): the warm path's check, no promise, no upstream. */
+  holds(key: string): boolean {
+    return this.granted.has(key);
   }
 
   /** This repository holds `digest` (it was fetched, or confirmed, through it). */
@@ -74,8 +80,7 @@ export class RepoScope {
    * (config, layers, index children) belong to the repository. Parsed once per (repository,
    * manifest) while the grant is remembered, so a warm hit costs a map lookup.
    */
-  grantManifest(r: Routed, digest: string, bytes: Buffer): void {
-    const key = this.key(r, digest);
+  grantManifest(r: Routed, digest: string, bytes: Buffer, key = this.key(r, digest)): void {
     if (this.expanded.has(key)) return;
     this.expanded.set(key, true);
     this.granted.set(key, true);

@@ -147,6 +147,11 @@ export class MetadataStore {
     return writeRecord(this.driver, key, value);
   }
 
+  /** The tag record when it is in memory (no promise: the warm manifest path), else undefined. */
+  cachedTag(upstream: string, name: string, tag: string): TagRecord | undefined {
+    return this.tags.get(`${repoKey(upstream, name)}/_tags/${tag}`);
+  }
+
   async getTag(upstream: string, name: string, tag: string): Promise<TagRecord | null> {
     const key = `${repoKey(upstream, name)}/_tags/${tag}`;
     const hit = this.tags.get(key);

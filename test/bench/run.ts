@@ -24,7 +24,7 @@ import {
 } from '../helpers/index.js';
 import { startBerthProcess, upstreamOverride, type BerthProcess } from '../helpers/berth.js';
 import {
-  startNginx, publish, startCountingProxy, runClient, runWrk, processTree, resetPeakRss, peakRss, currentRss, cpuSeconds,
+  startNginx, startCeilingServer, publish, startCountingProxy, runClient, runWrk, processTree, resetPeakRss, peakRss, currentRss, cpuSeconds,
   type CountingProxy, type Nginx, type WrkResult,
 } from './servers.js';
 import type { OnceResult, PullResult, ThroughputResult } from './load-client.js';
@@ -124,13 +124,14 @@ function parseArgs(argv: string[]): Options {
 // ---------------------------------------------------------------------------------------------
 // Targets
 
-type TargetName = 'berth' | 'distribution-proxy' | 'nginx' | 'distribution';
+type TargetName = 'berth' | 'distribution-proxy' | 'nginx' | 'distribution' | 'ceiling';
 
 const LABEL: Record<TargetName, string> = {
   berth: 'Berth',
   'distribution-proxy': 'Distribution proxy',
   nginx: 'nginx (limit)',
   distribution: 'Distribution (direct)',
+  ceiling: 'node:http (ceiling)',
 };
 
 interface Target {
@@ -189,7 +190,14 @@ async function verifyDigest(url: string, digest: string, headers: Record<string,
 // Results
 
 interface BlobCell { gbps: number[]; rssMiB: number[]; rssGrowthMiB: number[]; cpuPerGB: number[]; errors: number }
-interface ManifestCell { rps: number[]; p50: number[]; p99: number[]; errors: number }
+interface ManifestCell {
+  rps: number[];
+  p50: number[];
+  p99: number[];
+  /** Server CPU time (user + system, whole process tree) per request served, µs. */
+  cpuUs: number[];
+  errors: number;
+}
 interface ColdCell {
   pullS: number[];
   pullUpstreamX: number[];
@@ -222,7 +230,7 @@ function blobCell(r: Results, t: TargetName, c: number): BlobCell {
 }
 
 function manifestCell(r: Results, kind: 'tag' | 'digest', t: TargetName): ManifestCell {
-  return (r.manifest[kind][t] ??= { rps: [], p50: [], p99: [], errors: 0 });
+  return (r.manifest[kind][t] ??= { rps: [], p50: [], p99: [], cpuUs: [], errors: 0 });
 }
 
 function coldCell(r: Results, t: TargetName): ColdCell {
@@ -360,16 +368,21 @@ async function blobRun(env: Env, results: Results, t: Target, c: number, round: 
 async function manifestRun(env: Env, results: Results, t: Target, kind: 'tag' | 'digest', round: number): Promise<void> {
   const { opts } = env;
   const ref = kind === 'tag' ? TAG : env.small.manifestDigest;
+  // CPU per request holds up on a loaded machine, where req/s does not.
+  const pids = await processTree(t.pid);
+  const cpu0 = await cpuSeconds(pids);
   const w: WrkResult = await runWrk(`http://127.0.0.1:${t.port}/v2/${REPO_SMALL}/manifests/${ref}`, {
     threads: 2, connections: opts.manifestConnections, durationS: opts.manifestSeconds, headers: { Accept: MANIFEST_ACCEPT },
   });
+  const cpuUs = ((await cpuSeconds(pids)) - cpu0) / w.requests * 1e6;
   const cell = manifestCell(results, kind, t.name);
   cell.errors += w.non2xx + w.socketErrors;
   if (w.non2xx + w.socketErrors > 0) log(`  ${t.name} manifest by ${kind}: ${w.non2xx} non-2xx, ${w.socketErrors} socket errors`);
   cell.rps.push(w.requestsPerSec);
   cell.p50.push(w.p50Ms);
   cell.p99.push(w.p99Ms);
-  log(`round ${round + 1}: manifest by ${kind} ${t.name} ${fmt(w.requestsPerSec, 0)} req/s, p50 ${fmt(w.p50Ms)} ms, p99 ${fmt(w.p99Ms)} ms`);
+  if (w.requests > 0) cell.cpuUs.push(cpuUs);
+  log(`round ${round + 1}: manifest by ${kind} ${t.name} ${fmt(w.requestsPerSec, 0)} req/s, p50 ${fmt(w.p50Ms)} ms, p99 ${fmt(w.p99Ms)} ms, ${fmt(cpuUs, 1)} µs CPU/request`);
 }
 
 async function warmUp(env: Env, berth: BerthProcess, dist: Distribution): Promise<void> {
@@ -435,6 +448,9 @@ async function main(): Promise<void> {
     await publish(docroot, REPO_SMALL, 'manifests', small.manifestDigest, small.manifest);
     const nginx = await startNginx(docroot, cpus().length);
     stops.push(() => nginx.stop());
+    // ---- and a bare node:http process serves them with Berth's headers: one Node process's ceiling
+    const ceiling = opts.only.has('manifest') ? await startCeilingServer(small.manifest, small.mediaType) : null;
+    if (ceiling) stops.push(() => ceiling.stop());
 
     const countBerth = await startCountingProxy(upstream.port);
     const countDist = await startCountingProxy(upstream.port);
@@ -475,9 +491,14 @@ async function main(): Promise<void> {
     if (opts.direct) blobTargets.push({ name: 'distribution', port: upstream.port, pid: upstream.process.pid });
     for (const t of blobTargets) results.idleRssMiB[t.name] = (await currentRss(await processTree(t.pid))) / MiB;
 
+    const manifestTargets: Target[] = [...blobTargets];
+    if (ceiling) {
+      await verifyDigest(`${ceiling.url}/v2/${REPO_SMALL}/manifests/${TAG}`, small.manifestDigest, { accept: MANIFEST_ACCEPT });
+      manifestTargets.push({ name: 'ceiling', port: ceiling.port, pid: ceiling.process.pid });
+    }
     // Connections, JIT and caches warm before the first timed manifest run, for every target.
     if (opts.only.has('manifest')) {
-      for (const t of blobTargets) {
+      for (const t of manifestTargets) {
         await runWrk(`http://127.0.0.1:${t.port}/v2/${REPO_SMALL}/manifests/${TAG}`, {
           threads: 2, connections: opts.manifestConnections, durationS: 1, headers: { Accept: MANIFEST_ACCEPT },
         });
@@ -492,7 +513,7 @@ async function main(): Promise<void> {
     }
     for (let round = 0; round < opts.rounds; round++) {
       for (const kind of opts.only.has('manifest') ? (['tag', 'digest'] as const) : []) {
-        for (const t of rotate(blobTargets, round)) await manifestRun(env, results, t, kind, round);
+        for (const t of rotate(manifestTargets, round)) await manifestRun(env, results, t, kind, round);
       }
     }
     await sleep(2000);
@@ -601,6 +622,28 @@ function render(env: Env, r: Results, argv: string[], started: Date, seconds: nu
         verdict(Number.isFinite(x) ? x >= 10 && lower : null)]);
     }
   }
+  // The manifest path against one Node process's ceiling (a bare node:http server with the same
+  // bytes and headers) and against nginx (every core, no JavaScript), with the server's CPU time
+  // per request, which holds up on a loaded machine where req/s does not.
+  const mTargets: TargetName[] = ['berth', 'ceiling', 'nginx'];
+  const mHead = [`manifest, ${opts.manifestConnections} connections`, ...mTargets.map((t) => LABEL[t]), 'Berth / ceiling', 'Berth / nginx'];
+  const mRows: string[][] = [];
+  for (const kind of ['tag', 'digest'] as const) {
+    const pick = (f: (c: ManifestCell) => number[]): Summary[] => mTargets.map((t) => s(r.manifest[kind][t] ? f(r.manifest[kind][t] as ManifestCell) : []));
+    const rps = pick((c) => c.rps);
+    const p50 = pick((c) => c.p50);
+    const p99 = pick((c) => c.p99);
+    const cpu = pick((c) => c.cpuUs);
+    mRows.push([`by ${kind}: req/s`, ...rps.map((x) => fmtSummary(x, 0)), ratio(rps[0], rps[1]), ratio(rps[0], rps[2])]);
+    mRows.push([`by ${kind}: p50 ms`, ...p50.map((x) => fmtSummary(x)), ratio(p50[0], p50[1]), ratio(p50[0], p50[2])]);
+    mRows.push([`by ${kind}: p99 ms`, ...p99.map((x) => fmtSummary(x)), ratio(p99[0], p99[1]), ratio(p99[0], p99[2])]);
+    mRows.push([`by ${kind}: server CPU µs per request`, ...cpu.map((x) => fmtSummary(x, 1)), ratio(cpu[0], cpu[1]), ratio(cpu[0], cpu[2])]);
+    const xn = ratioValue(rps[0], rps[2]);
+    const xc = ratioValue(rps[0], rps[1]);
+    checks.push([`manifest by ${kind}: ≥ 0.4× nginx req/s (issue 16)`, `${fmt(xn)}× nginx, ${fmt(xc)}× the node:http ceiling`, verdict(Number.isFinite(xn) ? xn >= 0.4 : null)]);
+    const b99 = p99[0]?.median ?? NaN;
+    checks.push([`manifest by ${kind}: p99 ≤ 10 ms at ${opts.manifestConnections} connections`, `${fmt(b99)} ms (ceiling ${fmt(p99[1]?.median ?? NaN)} ms)`, verdict(Number.isFinite(b99) ? b99 <= 10 : null)]);
+  }
   const cold = (t: TargetName): ColdCell | undefined => r.cold[t];
   const none = opts.direct ? ['—', '—'] : ['—'];
   const coldRow = (label: string, pick: (c: ColdCell) => number[], digits = 2, nginxCell = '—'): void => {
@@ -649,8 +692,8 @@ function render(env: Env, r: Results, argv: string[], started: Date, seconds: nu
     }).join('\n');
   };
   const push = r.push ? pushTables(r.push.options, r.push.results) : null;
-  const table = md([head, ...rows]) + (push ? `\n\n${push.table}` : '');
-  const checkTable = md([['target (issue 9; push: issue 14)', 'measured', 'result'], ...checks, ...(push?.checks ?? [])]);
+  const table = md([head, ...rows]) + (opts.only.has('manifest') ? `\n\n${md([mHead, ...mRows])}` : '') + (push ? `\n\n${push.table}` : '');
+  const checkTable = md([['target (issue 9; push: issue 14; manifest vs nginx: issue 16)', 'measured', 'result'], ...checks, ...(push?.checks ?? [])]);
 
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;

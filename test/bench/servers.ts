@@ -1,12 +1,15 @@
 // The benchmark's servers and probes beside the ones test/helpers already starts: nginx serving
 // blob files from disk (the machine's limit), a byte-counting TCP proxy in front of the upstream,
-// the load generator and wrk as child processes, and peak-RSS readings from /proc.
+// the load generator and wrk as child processes, peak-RSS readings from /proc, and the bare
+// node:http server that shows one Node process's ceiling for a manifest (ceiling-server.ts).
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, makeTempDir, removeTempDir, startProcess, type ProcessHandle } from '../helpers/index.js';
 import type { Job, JobResult } from './load-client.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
 
 // ---------------------------------------------------------------------------------------------
 // nginx
@@ -85,6 +88,42 @@ export async function publish(docroot: string, repository: string, kind: 'blobs'
   // Every directory on the way must be readable by nginx's unprivileged workers.
   for (let d = dir; d.startsWith(docroot) && d !== docroot; d = dirname(d)) await chmod(d, 0o755);
   await writeFile(join(dir, reference), data, { mode: 0o644 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The node:http ceiling
+
+export interface CeilingServer {
+  url: string;
+  port: number;
+  process: ProcessHandle;
+  stop(): Promise<void>;
+}
+
+/**
+ * A bare node:http server in a process of its own (ceiling-server.ts) answering every request
+ * with `manifest` and the headers Berth sends for a warm manifest: what one Node process can
+ * serve on this machine, measured in the same run as Berth and nginx.
+ */
+export async function startCeilingServer(manifest: Uint8Array, mediaType: string): Promise<CeilingServer> {
+  const dir = await makeTempDir('ceiling');
+  const file = join(dir, 'manifest.json');
+  await writeFile(file, manifest);
+  const port = await freePort();
+  const proc = await startProcess(process.execPath, [join(here, 'ceiling-server.js'), String(port), file, mediaType], {
+    readyUrl: `http://127.0.0.1:${port}/healthz`,
+    readyTimeoutMs: 10_000,
+    unref: true,
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    process: proc,
+    async stop() {
+      await proc.stop();
+      await removeTempDir(dir);
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,8 +224,6 @@ export async function startCountingProxy(targetPort: number, opts: { bytesPerSec
 
 // ---------------------------------------------------------------------------------------------
 // Load generators as child processes
-
-const here = dirname(fileURLToPath(import.meta.url));
 
 /** Runs one job in a fresh load-client process and returns its result. */
 export async function runClient<R extends JobResult>(job: Job, budgetMs: number): Promise<R> {

@@ -64,10 +64,13 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options = {}): Prom
     const qi = url.indexOf('?');
     const pathOnly = qi >= 0 ? url.slice(0, qi) : url;
     let rest = pathOnly.replace(/^\/v2\/?/, '');
-    try {
-      rest = decodeURIComponent(rest);
-    } catch {
-      throw registryError('NAME_INVALID', 'the path is not valid percent-encoding');
+    // Most paths hold no escape at all: decoded only when there is one.
+    if (rest.includes('%')) {
+      try {
+        rest = decodeURIComponent(rest);
+      } catch {
+        throw registryError('NAME_INVALID', 'the path is not valid percent-encoding');
+      }
     }
     const route = parseV2Path(rest);
     request.routeLabel = routeLabel(route);
@@ -151,10 +154,26 @@ async function pull(
   }
 }
 
+/** Parsed Accept headers by their text: clients send a handful of distinct ones. */
+const acceptSets = new Map<string, Set<string>>();
+const ACCEPT_SETS_MAX = 256;
+
+/** The client's Accept as media types, parsed once per distinct header (read only below). */
+function acceptOf(accept: string | string[] | undefined): Set<string> {
+  if (typeof accept !== 'string') return parseAccept(accept);
+  let set = acceptSets.get(accept);
+  if (set === undefined) {
+    set = parseAccept(accept);
+    if (acceptSets.size >= ACCEPT_SETS_MAX) acceptSets.clear();
+    acceptSets.set(accept, set);
+  }
+  return set;
+}
+
 async function manifest(
   app: FastifyInstance, repository: Repository, request: FastifyRequest, reply: FastifyReply, routed: Routed, reference: string,
 ) {
-  const m = await repository.getManifest(routed, manifestRef(reference), parseAccept(request.headers.accept));
+  const m = await repository.getManifest(routed, manifestRef(reference), acceptOf(request.headers.accept));
   const etag = `"${m.digest}"`;
   reply
     .header('content-type', m.mediaType)
@@ -168,7 +187,7 @@ async function manifest(
     return reply.code(304).send();
   }
   if (request.method === 'HEAD') return reply.send();
-  app.metrics.servedBytes.inc({ source: 'cache' }, m.bytes.length);
+  app.metrics.served('cache', m.bytes.length);
   return reply.send(m.bytes);
 }
 
